@@ -1,0 +1,22 @@
+# A thin wrapper over the Makefile's install and index steps (CPU only).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+    PIP_NO_CACHE_DIR=1 ARTICLE_QA_INDEX=/app/index
+RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 app
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY indexing ./indexing
+COPY service ./service
+COPY eval ./eval
+COPY data ./data
+# CPU torch first (the CPU wheel index), so no dependency pulls a CUDA build.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && pip install .
+RUN article-qa index build --corpus data/articles --index /app/index && chown -R app:app /app
+USER app
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:8000/health || exit 1
+CMD ["article-qa", "serve", "--host", "0.0.0.0"]

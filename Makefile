@@ -1,0 +1,38 @@
+# One command to run, one to test; both create and reuse .venv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+INDEX ?= index
+CORPUS ?= data/articles
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install run test index lint bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: pip takes the CPU build from this machine's disk, and no
+	# dependency can then pull another (CUDA) torch.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+index: $(STAMP)
+	$(VENV)/bin/article-qa index build --corpus $(CORPUS) --index $(INDEX)
+
+run: $(STAMP)
+	$(VENV)/bin/article-qa serve --index $(INDEX) --corpus $(CORPUS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check indexing service eval tests bench
+
+clean:
+	rm -rf $(INDEX) .pytest_cache .ruff_cache
