@@ -1,0 +1,237 @@
+"""The `article-qa` command line: index, serve, ask, eval."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from indexing.errors import ArticleQAError  # noqa: E402
+from service.settings import Settings  # noqa: E402
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(fn):
+    """Turn domain errors into one 'error: ...' line and a non-zero exit, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ArticleQAError as exc:
+            _fail(str(exc))
+        except (ValueError, OSError, RuntimeError) as exc:
+            _fail(f"{exc.__class__.__name__}: {exc}")
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Extractive question answering over news articles, with exact citations."""
+
+
+# -- index ---------------------------------------------------------------------------
+@main.group()
+def index() -> None:
+    """Build and update the index directory."""
+
+
+index_option = click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None,
+                            help="index directory [env ARTICLE_QA_INDEX; default ./index]")
+model_option = click.option("--model", default=None,
+                            help="embedding model name or path [default all-MiniLM-L6-v2]")
+
+
+def _indexer(settings: Settings):
+    from indexing.chunking import ChunkParams
+    from indexing.pipeline import Indexer
+
+    return Indexer(model=settings.model,
+                   chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+
+
+@index.command("build")
+@click.option("--corpus", type=click.Path(path_type=Path), default=None,
+              help="a .txt/.jsonl file or a directory read recursively [default data/articles]")
+@index_option
+@model_option
+@click.option("--rebuild", is_flag=True, help="discard the existing index and build from scratch")
+@click.option("--chunk-tokens", type=click.IntRange(16, 2048), default=None,
+              help="target chunk size in cl100k tokens [default 160]")
+@click.option("--chunk-overlap", type=click.IntRange(0, 10), default=None,
+              help="sentences shared by consecutive chunks [default 1]")
+@friendly_errors
+def index_build(corpus, index_dir, model, rebuild, chunk_tokens, chunk_overlap) -> None:
+    """Index a corpus; incremental (unchanged documents are skipped) unless --rebuild."""
+    from indexing.pipeline import build
+
+    s = Settings().with_overrides(corpus=corpus, index=index_dir, model=model,
+                                  chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap)
+    report = build(s.corpus, s.index, _indexer(s), rebuild=rebuild, progress=sys.stderr.isatty(),
+                   warn=lambda m: click.echo(m, err=True))
+    click.echo(f"indexed {s.corpus} -> {s.index}: {report.summary()}")
+
+
+@index.command("add")
+@index_option
+@model_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@friendly_errors
+def index_add(index_dir, model, files) -> None:
+    """Add (or replace) the articles in FILES without a full rebuild."""
+    from indexing.articles import Article, iter_corpus
+    from indexing.errors import CorpusError
+    from indexing.pipeline import add_articles
+
+    s = Settings().with_overrides(index=index_dir, model=model)
+    articles = []
+    for path in files:
+        for item in iter_corpus(path):
+            if isinstance(item, Article):
+                articles.append(item)
+            else:
+                click.echo(f"warning: {item}", err=True)
+    if not articles:
+        raise CorpusError("nothing to add: no readable article in the given files")
+    report = add_articles(s.index, articles, _indexer(s))
+    click.echo(f"added {len(articles)} -> {s.index}: {report.summary()}")
+
+
+@index.command("remove")
+@index_option
+@click.argument("doc_ids", nargs=-1, required=True)
+@friendly_errors
+def index_remove(index_dir, doc_ids) -> None:
+    """Remove documents by doc_id."""
+    from indexing.pipeline import remove_documents
+
+    s = Settings().with_overrides(index=index_dir)
+    report = remove_documents(s.index, list(doc_ids))
+    click.echo(f"removed {len(doc_ids)} from {s.index}: {report.summary()}")
+
+
+@index.command("info")
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@friendly_errors
+def index_info(index_dir, as_json) -> None:
+    """Documents, chunks, model, sizes and build time of an index."""
+    from indexing.store import Index
+
+    s = Settings().with_overrides(index=index_dir)
+    ix = Index.open(s.index)
+    m = ix.manifest
+    sizes = ix.size_bytes()
+    info = {
+        "index": str(s.index), "generation": ix.generation.name,
+        "documents": ix.document_count, "chunks": ix.chunk_count,
+        "model": m.model, "dim": m.dim, "tokenizer": m.tokenizer, "spacy_model": m.spacy_model,
+        "chunk_target_tokens": m.chunk_target_tokens,
+        "chunk_overlap_sentences": m.chunk_overlap_sentences,
+        "format_version": m.format_version, "size_bytes": sizes,
+        "total_bytes": sum(sizes.values()), "last_build_seconds": m.last_build_seconds,
+        "updated_at": m.updated_at,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key == "size_bytes":
+            value = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in value.items())
+        click.echo(f"{key:>24}: {value}")
+
+
+# -- serve / ask -----------------------------------------------------------------------
+@main.command()
+@index_option
+@click.option("--host", default=None, help="bind address [default 127.0.0.1]")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="port [default 8000]")
+@click.option("--corpus", type=click.Path(path_type=Path), default=None,
+              help="corpus indexed first when the index directory is empty [data/articles]")
+@friendly_errors
+def serve(index_dir, host, port, corpus) -> None:
+    """Start the HTTP API (builds the index first when the directory has none)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.qa import QAPipeline
+
+    s = Settings().with_overrides(index=index_dir, host=host, port=port, corpus=corpus)
+    # Load (and build) before binding, so a broken index fails here with a clear message.
+    pipeline = QAPipeline.load(s, build_if_empty=True)
+    click.echo(f"serving {pipeline.index.document_count} documents on http://{s.host}:{s.port}",
+               err=True)
+    uvicorn.run(create_app(s, pipeline=pipeline), host=s.host, port=s.port, log_level="info")
+
+
+def _highlight(quote: str, start: int, end: int) -> str:
+    return quote[:start] + click.style(quote[start:end], bold=True, underline=True) + quote[end:]
+
+
+@main.command()
+@click.argument("question")
+@index_option
+@click.option("--top-k", type=click.IntRange(1, 50), default=5, help="passages to show")
+@click.option("--json", "as_json", is_flag=True, help="print the POST /ask response body")
+@friendly_errors
+def ask(question, index_dir, top_k, as_json) -> None:
+    """Answer one QUESTION from the terminal."""
+    from service.qa import QAPipeline
+    from service.schemas import ask_response
+
+    s = Settings().with_overrides(index=index_dir)
+    result = QAPipeline.load(s).ask(question, top_k=top_k)
+    if as_json:
+        import msgspec
+
+        click.echo(msgspec.json.format(msgspec.json.encode(ask_response(result)), indent=2))
+        return
+    if result.answer is None:
+        click.echo(f"No answer in the indexed articles (best confidence {result.confidence:.2f}).")
+        return
+    click.echo(f"Answer: {result.answer}   (confidence {result.confidence:.2f})")
+    if result.conflict:
+        click.echo("Sources disagree:")
+    for i, a in enumerate(result.answers, start=1):
+        click.echo(f"\n[{i}] {a.text}  (confidence {a.confidence:.2f}, "
+                   f"{a.support} article{'s' if a.support != 1 else ''})")
+        for c in a.citations:
+            click.echo(f"    {c.source or 'unknown source'} · {c.doc_id} [{c.start}:{c.end}]")
+            click.echo(f"    \u201c{_highlight(c.quote, c.start - c.quote_start, c.end - c.quote_start)}\u201d")
+
+
+# -- eval ------------------------------------------------------------------------------
+@main.group("eval")
+def eval_() -> None:
+    """Offline evaluation."""
+
+
+@eval_.command("import-squad")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="directory for corpus.jsonl and gold.jsonl")
+@friendly_errors
+def import_squad_cmd(file, out_dir) -> None:
+    """Turn a SQuAD v1.1/v2.0 JSON file into a corpus and a gold set."""
+    from eval.squad import import_squad
+
+    summary = import_squad(file, out_dir)
+    click.echo(f"{summary.documents} documents, {summary.questions} questions "
+               f"({summary.unanswerable} unanswerable) -> {summary.corpus_path}, "
+               f"{summary.gold_path}; {len(summary.mismatches)} offset mismatches repaired")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Settings: one typed object; each field reads ARTICLE_QA_<NAME>, CLI flags override."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from indexing.embedding import DEFAULT_MODEL
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"ARTICLE_QA_{name.upper()}", default)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Service and indexer configuration (flags > ARTICLE_QA_* environment > defaults)."""
+
+    index: Path = field(default_factory=lambda: Path(_env("index", "index")))
+    """Index directory."""
+    corpus: Path = field(default_factory=lambda: Path(_env("corpus", "data/articles")))
+    """Corpus indexed by `serve` when the index directory is empty."""
+    model: str = field(default_factory=lambda: _env("model", DEFAULT_MODEL))
+    """Embedding model: a name or a local directory."""
+    host: str = field(default_factory=lambda: _env("host", "127.0.0.1"))
+    """Address `serve` binds."""
+    port: int = field(default_factory=lambda: int(_env("port", "8000")))
+    """Port `serve` binds."""
+    chunk_tokens: int = field(default_factory=lambda: int(_env("chunk_tokens", "160")))
+    """Target chunk size in cl100k tokens."""
+    chunk_overlap: int = field(default_factory=lambda: int(_env("chunk_overlap", "1")))
+    """Sentences shared by consecutive chunks."""
+    max_body_bytes: int = field(default_factory=lambda: int(_env("max_body_bytes", "1048576")))
+    """Largest request body accepted."""
+
+    def with_overrides(self, **overrides) -> Settings:
+        """A copy with every non-None override applied (CLI flags)."""
+        names = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in names and v is not None})
