@@ -38,7 +38,7 @@ class Embedder:
         self.batch_size = batch_size
         try:
             self._model = SentenceTransformer(resolve_model(model), device=device)
-        except Exception as exc:  # noqa: BLE001  any load failure gets one clear message
+        except Exception as exc:
             raise RuntimeError(
                 f"cannot load embedding model {model!r} offline ({exc.__class__.__name__}: {exc}); "
                 "give a local model directory or the bundled 'all-MiniLM-L6-v2'"

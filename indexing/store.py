@@ -235,7 +235,7 @@ class Index:
             )
         try:
             vectors = faiss.read_index(str(generation / VECTORS))
-        except Exception as exc:  # noqa: BLE001  faiss raises RuntimeError subclasses
+        except Exception as exc:
             raise CorruptIndexError(
                 f"index {index_dir}: cannot read {VECTORS} ({str(exc).splitlines()[0][:200]}); {fix}"
             ) from None

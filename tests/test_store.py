@@ -29,9 +29,9 @@ def test_every_chunk_and_sentence_offset_reproduces_stored_text(built_index):
     for doc in index.list_documents():
         text = index.document(doc.doc_id).text
         refs = [c for c in index.chunk_refs.values() if c.doc_id == doc.doc_id]
+        marks = ",".join(str(c.id) for c in refs)
         rows = index.conn().execute(
-            "SELECT rowid, text FROM chunks_fts WHERE rowid IN (%s)"
-            % ",".join(str(c.id) for c in refs)).fetchall()
+            f"SELECT rowid, text FROM chunks_fts WHERE rowid IN ({marks})").fetchall()
         stored = dict(rows)
         for c in refs:
             assert text[c.start:c.end] == stored[c.id]

@@ -1,0 +1,146 @@
+"""Aggregation: reader spans from many articles -> ranked, cited answers and conflicts.
+
+Equivalent answers (the same value written differently, or by different articles)
+become one `Answer` carrying every citation. When articles give different values
+for a quantity or date the question asks about, each value stays a separate
+answer with its own citations and the result is marked as a conflict.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Answer types whose different values contradict each other (one true count, one date).
+VALUE_TYPES = frozenset({"count", "quantity", "range", "money", "percent", "date", "time",
+                         "duration", "number"})
+_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
+_WORD_RE = re.compile(r"[^\W_]+")
+_NUMBER_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20, "hundred": 100,
+    "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000,
+}
+_FILLER = frozenset({"a", "an", "the", "approximately", "about", "around", "some", "nearly",
+                     "roughly", "almost", "over", "more", "than", "up", "to", "at", "least",
+                     "estimated", "reportedly", "just", "of", "on", "in", "by", "only"})
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """Where an answer was found: `text[start:end] == span`, `text[quote_start:quote_end] == quote`."""
+
+    doc_id: str
+    title: str | None
+    source: str | None
+    span: str
+    start: int
+    end: int
+    quote: str
+    quote_start: int
+    quote_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One distinct answer value with all the citations that support it."""
+
+    text: str
+    confidence: float
+    citations: tuple[Citation, ...]
+    answer_type: str = ""
+
+    @property
+    def support(self) -> int:
+        """Number of distinct articles citing this answer."""
+        return len({c.doc_id for c in self.citations})
+
+
+def _number_value(token: str) -> float | None:
+    try:
+        return float(token.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def equivalence_key(text: str) -> tuple:
+    """A key equal for answers that state the same value ("approximately 12,000" ~ "12,000")."""
+    lowered = text.lower()
+    numbers = [_number_value(n) for n in _NUMBER_RE.findall(lowered)]
+    words = [w for w in _WORD_RE.findall(lowered) if w not in _FILLER]
+    if any(n is not None for n in numbers):
+        scale = [w for w in words if w in ("thousand", "million", "billion", "percent")]
+        return ("num", tuple(n for n in numbers if n is not None), tuple(scale))
+    spelled = [_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS]
+    if spelled and len(spelled) == len(words):
+        return ("num", tuple(float(v) for v in spelled), ())
+    return ("text", tuple(words))
+
+
+def _same_answer(a: tuple, b: tuple) -> bool:
+    if a == b:
+        return True
+    if a[0] == b[0] == "text" and a[1] and b[1]:
+        # "Kim Jong Un" and "North Korean leader Kim Jong Un" name the same thing.
+        short, long_ = sorted((a[1], b[1]), key=len)
+        n = len(short)
+        return any(long_[i:i + n] == short for i in range(len(long_) - n + 1))
+    return False
+
+
+def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
+              relative_floor: float = 0.5) -> tuple[list[Answer], bool]:
+    """Group reader spans into ranked answers; returns (answers, conflict).
+
+    Spans below `threshold`, or below `relative_floor` times the best confidence, are
+    dropped; no answer at all means the service abstains.
+    """
+    if not spans:
+        return [], False
+    best = max(s.confidence for s in spans)
+    if best < threshold:
+        return [], False
+    floor = max(threshold, best * relative_floor)
+    groups: list[dict] = []
+    for s in sorted(spans, key=lambda s: -s.confidence):
+        if s.confidence < floor:
+            continue
+        key = equivalence_key(s.text)
+        group = next((g for g in groups if _same_answer(g["key"], key)), None)
+        citation = Citation(
+            doc_id=s.evidence.doc_id, title=s.evidence.title, source=s.evidence.source,
+            span=s.text, start=s.start, end=s.end, quote=s.evidence.text,
+            quote_start=s.evidence.start, quote_end=s.evidence.end,
+        )
+        if group is None:
+            groups.append({"key": key, "spans": [s], "citations": [citation]})
+            continue
+        if all((c.doc_id, c.start, c.end) != (citation.doc_id, citation.start, citation.end)
+               for c in group["citations"]):
+            group["spans"].append(s)
+            group["citations"].append(citation)
+    answers = []
+    for g in groups:
+        top = g["spans"][0]
+        # One citation per article first, so the answer's support is visible at a glance.
+        answers.append(Answer(text=g["citations"][0].span, confidence=round(top.confidence, 4),
+                              citations=tuple(g["citations"]), answer_type=top.answer_type))
+    # Ranked by support (articles agreeing) and confidence.
+    answers.sort(key=lambda a: -(a.confidence + 0.05 * math.log2(a.support)))
+    answers = answers[:max_answers]
+    conflict = _conflict(answers)
+    return answers, conflict
+
+
+def _conflict(answers: Sequence[Answer]) -> bool:
+    """True when two answers give different values of a quantity or date, from different articles."""
+    values = [a for a in answers if a.answer_type in VALUE_TYPES]
+    for i, a in enumerate(values):
+        for b in values[i + 1:]:
+            # Two values found only in the same article are usually two different facts
+            # (an initial and an additional deployment), not a disagreement.
+            if {c.doc_id for c in a.citations} != {c.doc_id for c in b.citations}:
+                return True
+    return False

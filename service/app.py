@@ -1,0 +1,181 @@
+"""The Litestar application: `create_app(settings)` wires routes to one QAPipeline.
+
+The pipeline (models and index) is loaded in the lifespan, never at import time.
+Handlers are synchronous and run in Litestar's thread pool, so CPU-bound work never
+blocks the event loop. Domain errors are mapped to HTTP statuses in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import anyio.to_thread
+import msgspec
+from litestar import Litestar, Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.params import FromPath, JSONBody, Parameter
+
+from indexing.articles import article_from_mapping
+from indexing.errors import (
+    ArticleQAError,
+    CorpusError,
+    DocumentNotFoundError,
+    DuplicateDocumentError,
+    IndexError_,
+)
+from service.qa import QAPipeline, QuestionError
+from service.schemas import (
+    AskRequest,
+    AskResponse,
+    DocumentCreated,
+    DocumentIn,
+    DocumentList,
+    DocumentOut,
+    DocumentSummary,
+    Health,
+    SearchResponse,
+    ask_response,
+    document_out,
+    passage_out,
+)
+from service.settings import Settings
+
+log = logging.getLogger("article_qa")
+
+_STATUS = {
+    QuestionError: 422,
+    DocumentNotFoundError: 404,
+    DuplicateDocumentError: 409,
+    CorpusError: 422,
+    IndexError_: 503,
+}
+
+
+def _error(status: int, detail: str) -> Response:
+    return Response({"status_code": status, "detail": detail}, status_code=status)
+
+
+def domain_error_handler(_: Request, exc: ArticleQAError | ValueError) -> Response:
+    """Map a domain error to its HTTP status, with the error's own message as `detail`."""
+    for cls, status in _STATUS.items():
+        if isinstance(exc, cls):
+            return _error(status, str(exc))
+    return _error(400, str(exc))
+
+
+def http_error_handler(_: Request, exc: HTTPException) -> Response:
+    detail = exc.detail or "request failed"
+    extra = getattr(exc, "extra", None)
+    if exc.status_code == 400 and extra:
+        # Validation errors: say which field and why, in one readable line.
+        parts = [f"{e.get('key', 'body')}: {e.get('message')}" for e in extra
+                 if isinstance(e, dict)]
+        if parts:
+            detail = f"{detail}: " + "; ".join(parts)
+    return _error(exc.status_code, detail)
+
+
+def internal_error_handler(_: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return _error(500, "internal error; the server log has the details")
+
+
+def _pipeline(state: State) -> QAPipeline:
+    return state.qa
+
+
+@post("/ask", status_code=200, sync_to_thread=True, summary="Answer a question with citations")
+def ask(data: JSONBody[AskRequest], state: State) -> AskResponse:
+    """Extractive answers with citations, or `answer: null` when the corpus does not answer."""
+    return ask_response(_pipeline(state).ask(data.question, data.top_k, data.doc_ids))
+
+
+@get("/search", sync_to_thread=True, summary="Hybrid passage search")
+def search(
+    state: State,
+    q: Annotated[str, Parameter(description="search text", max_length=2000)],
+    k: Annotated[int, Parameter(description="number of passages", ge=1, le=50)] = 5,
+) -> SearchResponse:
+    """The k passages most relevant to `q` (dense + BM25, fused)."""
+    passages = _pipeline(state).search(q, k)
+    return SearchResponse(query=q, passages=[passage_out(p) for p in passages])
+
+
+@get("/documents", sync_to_thread=True, summary="List indexed documents")
+def list_documents(state: State) -> DocumentList:
+    index = _pipeline(state).index
+    lengths = index.document_lengths()
+    return DocumentList(documents=[
+        DocumentSummary(doc_id=d.doc_id, title=d.title, source=d.source,
+                        chars=lengths.get(d.doc_id, 0), chunks=d.chunks)
+        for d in index.list_documents()
+    ])
+
+
+@get("/documents/{doc_id:str}", sync_to_thread=True, summary="Get one document")
+def get_document(doc_id: FromPath[str], state: State) -> DocumentOut:
+    return document_out(_pipeline(state).index.document(doc_id))
+
+
+@post("/documents", status_code=201, sync_to_thread=True, summary="Add a document")
+def add_document(
+    data: JSONBody[DocumentIn], state: State,
+    replace: Annotated[bool, Parameter(description="replace an existing doc_id")] = False,
+) -> DocumentCreated:
+    """Index one article (JSONL corpus format); 409 when the doc_id exists unless replace."""
+    article = article_from_mapping(msgspec.structs.asdict(data), "request body")
+    chunks = _pipeline(state).add_document(article, replace=replace)
+    return DocumentCreated(doc_id=article.doc_id, chunks=chunks)
+
+
+@delete("/documents/{doc_id:str}", status_code=204, sync_to_thread=True,
+        summary="Delete a document")
+def delete_document(doc_id: FromPath[str], state: State) -> None:
+    _pipeline(state).remove_document(doc_id)
+
+
+@get("/health", sync_to_thread=False, summary="Liveness and index size")
+def health(state: State) -> Health:
+    qa = _pipeline(state)
+    return Health(status="ok", documents=qa.index.document_count, chunks=qa.index.chunk_count,
+                  model=qa.index.manifest.model)
+
+
+def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = None,
+               build_if_empty: bool = True) -> Litestar:
+    """Build the app; the pipeline is loaded in the lifespan unless one is given (tests)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if pipeline is not None:
+            app.state.qa = pipeline
+        else:
+            app.state.qa = await anyio.to_thread.run_sync(
+                lambda: QAPipeline.load(settings, build_if_empty=build_if_empty))
+        yield
+
+    return Litestar(
+        route_handlers=[ask, search, list_documents, get_document, add_document,
+                        delete_document, health],
+        lifespan=[lifespan],
+        exception_handlers={
+            ArticleQAError: domain_error_handler,
+            QuestionError: domain_error_handler,
+            HTTPException: http_error_handler,
+            Exception: internal_error_handler,
+        },
+        openapi_config=OpenAPIConfig(
+            title="article-qa", version="0.1.0", path="/schema",
+            description="Extractive question answering over news articles, with citations.",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

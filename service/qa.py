@@ -1,0 +1,163 @@
+"""The QA pipeline: one object that loads the index and models once and answers questions.
+
+The HTTP API, `article-qa ask` and the eval harness all call `QAPipeline`. Reads
+take a snapshot of the current index; writes (add/remove documents) are serialised,
+publish a new index generation and swap the snapshot atomically, so a query never
+sees half a change.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexing.articles import Article
+from indexing.chunking import ChunkParams
+from indexing.errors import DocumentNotFoundError, DuplicateDocumentError
+from indexing.pipeline import Indexer, add_articles, build, remove_documents
+from indexing.store import Index, live_generation
+from service.answers import Answer, aggregate
+from service.retrieval import Passage, Retriever
+from service.settings import Settings
+
+MAX_QUESTION_CHARS = 2000
+MAX_TOP_K = 50
+
+
+class QuestionError(ValueError):
+    """A question or its options are unusable (empty, too long, bad top_k, unknown doc)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QAResult:
+    """The answer to one question: ranked cited answers, the passages, and timings."""
+
+    question: str
+    answer: str | None
+    confidence: float
+    conflict: bool
+    answers: tuple[Answer, ...]
+    passages: tuple[Passage, ...]
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    index: Index
+    retriever: Retriever
+
+
+class QAPipeline:
+    """Loads models and the index once; answers questions; applies document writes safely."""
+
+    def __init__(self, settings: Settings, indexer: Indexer | None = None, reader=None,
+                 retrieval_mode: str = "hybrid"):
+        from service.reader import Reader
+
+        self.settings = settings
+        self.indexer = indexer or Indexer(
+            model=settings.model,
+            chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+        self.embedder = self.indexer.embedder
+        self.nlp = self.indexer.nlp
+        self.reader = reader or Reader(self.nlp)
+        self.retrieval_mode = retrieval_mode
+        self._write_lock = threading.Lock()
+        self._snapshot = self._open()
+
+    @classmethod
+    def load(cls, settings: Settings, build_if_empty: bool = False, **kwargs) -> QAPipeline:
+        """Open `settings.index`; with `build_if_empty`, index `settings.corpus` first."""
+        index_dir = Path(settings.index)
+        if build_if_empty and (not index_dir.exists() or live_generation(index_dir) is None):
+            indexer = kwargs.pop("indexer", None) or Indexer(
+                model=settings.model,
+                chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+            build(Path(settings.corpus), index_dir, indexer)
+            kwargs["indexer"] = indexer
+        return cls(settings, **kwargs)
+
+    def _open(self) -> _Snapshot:
+        index = Index.open(Path(self.settings.index), expect_model=self.embedder.name)
+        return _Snapshot(index, Retriever(index, self.embedder, self.nlp.vocab,
+                                          mode=self.retrieval_mode))
+
+    @property
+    def index(self) -> Index:
+        return self._snapshot.index
+
+    # -- reading ---------------------------------------------------------------
+    def _check(self, question: str, top_k: int, doc_ids: Sequence[str] | None,
+               index: Index) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError("question is empty; send a non-empty question")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise QuestionError(
+                f"question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise QuestionError(f"top_k of {top_k} is out of range; use 1 to {MAX_TOP_K}")
+        if doc_ids is not None:
+            unknown = [d for d in doc_ids if not index.has_document(d)]
+            if unknown:
+                raise DocumentNotFoundError(
+                    f"unknown doc_id(s) in doc_ids: {', '.join(map(repr, unknown[:5]))}; "
+                    "GET /documents lists the indexed ones")
+        return question.strip()
+
+    def search(self, query: str, k: int = 5, doc_ids: Sequence[str] | None = None) -> list[Passage]:
+        """The k passages most relevant to `query`."""
+        snap = self._snapshot
+        query = self._check(query, k, doc_ids, snap.index)
+        return snap.retriever.search(query, k, doc_ids)
+
+    def ask(self, question: str, top_k: int = 5, doc_ids: Sequence[str] | None = None
+            ) -> QAResult:
+        """Answer `question` from the index: cited extractive answers, or an abstention."""
+        snap = self._snapshot  # one generation for the whole request
+        question = self._check(question, top_k, doc_ids, snap.index)
+        t0 = time.perf_counter()
+        qv = self.embedder.encode_one(question) if snap.retriever.mode != "lexical" else None
+        t1 = time.perf_counter()
+        # The reader looks past what is shown: agreement and conflicts need several articles.
+        passages = snap.retriever.search(question, max(top_k, 5), doc_ids, query_vector=qv)
+        evidence = snap.retriever.evidence(passages)
+        t2 = time.perf_counter()
+        spans = self.reader.read(question, qv if qv is not None else self.embedder.encode_one(
+            question), evidence, df=snap.index.document_frequency, n_docs=snap.index.fts_documents)
+        answers, conflict = aggregate(spans, self.reader.threshold)
+        t3 = time.perf_counter()
+        top = answers[0] if answers else None
+        return QAResult(
+            question=question,
+            answer=top.text if top else None,
+            confidence=top.confidence if top else (round(spans[0].confidence, 4) if spans else 0.0),
+            conflict=conflict,
+            answers=tuple(answers),
+            passages=tuple(passages[:top_k]),
+            timings_ms={"embed": round((t1 - t0) * 1000, 2),
+                        "retrieve": round((t2 - t1) * 1000, 2),
+                        "read": round((t3 - t2) * 1000, 2),
+                        "total": round((t3 - t0) * 1000, 2)},
+        )
+
+    # -- writing ---------------------------------------------------------------
+    def add_document(self, article: Article, replace: bool = False) -> int:
+        """Index one article and publish it; returns its number of chunks."""
+        with self._write_lock:
+            if self._snapshot.index.has_document(article.doc_id) and not replace:
+                raise DuplicateDocumentError(
+                    f"document {article.doc_id!r} already exists; use ?replace=true to replace it")
+            add_articles(Path(self.settings.index), [article], self.indexer)
+            self._snapshot = self._open()
+            return self._snapshot.index.document(article.doc_id).chunks
+
+    def remove_document(self, doc_id: str) -> None:
+        """Remove one document and publish the change."""
+        with self._write_lock:
+            if not self._snapshot.index.has_document(doc_id):
+                raise DocumentNotFoundError(f"no document with doc_id {doc_id!r} in the index")
+            remove_documents(Path(self.settings.index), [doc_id])
+            self._snapshot = self._open()

@@ -1,0 +1,145 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) search fused by reciprocal rank.
+
+Also owns the step from passages to the reader's evidence: the annotated sentences
+of the retrieved chunks. Near-duplicate passages (syndicated news) are shown once,
+but every article they came from stays available as support for the reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexing.sentences import to_spacy_doc
+from indexing.store import Index
+
+RRF_K = 60
+CANDIDATES = 50  # per retriever, before fusion
+DUPLICATE_COSINE = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A retrieved chunk: `document.text[start:end] == text`."""
+
+    chunk_id: int
+    doc_id: str
+    title: str | None
+    source: str | None
+    start: int
+    end: int
+    text: str
+    score: float
+    first_sentence: int
+    last_sentence: int
+    duplicates: tuple[str, ...] = ()  # other doc_ids carrying (nearly) the same passage
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One sentence the reader may answer from, with where it lies and how it was found."""
+
+    doc_id: str
+    title: str | None
+    source: str | None
+    start: int  # offsets into the document's text
+    end: int
+    text: str
+    doc: object = field(repr=False)  # spaCy Doc of `text`; token.idx is relative to `start`
+    vector: np.ndarray = field(repr=False)  # unit MiniLM embedding of `text`
+    passage_rank: int = 0  # rank of the passage it came from (0 = best)
+    passage_score: float = 0.0  # that passage's fused score, best passage = 1.0
+    ord: int = 0  # sentence number within the document
+
+
+class Retriever:
+    """Hybrid search over one open Index."""
+
+    def __init__(self, index: Index, embedder, vocab=None, mode: str = "hybrid"):
+        if mode not in ("hybrid", "dense", "lexical"):
+            raise ValueError(f"unknown retrieval mode {mode!r}")
+        self.index = index
+        self.embedder = embedder
+        self.vocab = vocab
+        self.mode = mode
+
+    def fused(self, query: str, k: int, doc_ids: Sequence[str] | None = None,
+              query_vector: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top-k chunk ids with fused scores (normalised so the best is 1.0)."""
+        allowed = set(doc_ids) if doc_ids is not None else None
+        n = max(k, CANDIDATES)
+        rankings: list[list[tuple[int, float]]] = []
+        if self.mode in ("hybrid", "dense"):
+            if query_vector is None:
+                query_vector = self.embedder.encode_one(query)
+            rankings.append(self.index.search_dense(query_vector, n, allowed))
+        if self.mode in ("hybrid", "lexical"):
+            rankings.append(self.index.search_lexical(query, n, allowed))
+        scores: dict[int, float] = {}
+        for ranking in rankings:
+            for rank, (cid, _) in enumerate(ranking):
+                scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        if not ordered:
+            return []
+        best = ordered[0][1]
+        return [(cid, s / best) for cid, s in ordered]
+
+    def search(self, query: str, k: int = 5, doc_ids: Sequence[str] | None = None,
+               query_vector: np.ndarray | None = None, dedupe: bool = True) -> list[Passage]:
+        """The k best passages; near-duplicates are folded into the first one's `duplicates`."""
+        if query_vector is None and self.mode != "lexical":
+            query_vector = self.embedder.encode_one(query)
+        # Fetch extra candidates so that folding duplicates still leaves k passages.
+        hits = self.fused(query, k * 3 if dedupe else k, doc_ids, query_vector)
+        refs = [self.index.chunk_refs[cid] for cid, _ in hits]
+        texts = self.index.texts(r.doc_id for r in refs)
+        meta = self.index.metadata(r.doc_id for r in refs)
+        passages: list[Passage] = []
+        kept_vectors: list[np.ndarray] = []
+        for (cid, score), ref in zip(hits, refs):
+            text = texts[ref.doc_id][ref.start:ref.end]
+            if dedupe:
+                vec = self.index.vectors.reconstruct(int(cid))
+                dup_of = next((i for i, v in enumerate(kept_vectors)
+                               if float(v @ vec) >= DUPLICATE_COSINE
+                               and passages[i].doc_id != ref.doc_id), None)
+                if dup_of is not None:
+                    p = passages[dup_of]
+                    if ref.doc_id not in p.duplicates:
+                        passages[dup_of] = _with_duplicate(p, ref.doc_id)
+                    continue
+                kept_vectors.append(vec)
+            title, source = meta.get(ref.doc_id, (None, None))
+            passages.append(Passage(cid, ref.doc_id, title, source, ref.start, ref.end, text,
+                                    round(score, 6), ref.first_sentence, ref.last_sentence))
+            if len(passages) == k:
+                break
+        return passages
+
+    def evidence(self, passages: Sequence[Passage], hits: Sequence[tuple[int, float]] | None = None
+                 ) -> list[Evidence]:
+        """The annotated sentences of `passages` (each sentence once), in passage order."""
+        seen: set[tuple[str, int]] = set()
+        out: list[Evidence] = []
+        texts = self.index.texts(p.doc_id for p in passages)
+        for rank, p in enumerate(passages):
+            text = texts[p.doc_id]
+            for s in self.index.sentences(p.doc_id, p.first_sentence, p.last_sentence):
+                if (s.doc_id, s.ord) in seen:
+                    continue
+                seen.add((s.doc_id, s.ord))
+                sentence_text = text[s.start:s.end]
+                out.append(Evidence(
+                    doc_id=s.doc_id, title=p.title, source=p.source, start=s.start, end=s.end,
+                    text=sentence_text, doc=to_spacy_doc(self.vocab, sentence_text, s.annotation),
+                    vector=s.vector, passage_rank=rank, passage_score=p.score, ord=s.ord,
+                ))
+        return out
+
+
+def _with_duplicate(p: Passage, doc_id: str) -> Passage:
+    return Passage(p.chunk_id, p.doc_id, p.title, p.source, p.start, p.end, p.text, p.score,
+                   p.first_sentence, p.last_sentence, (*p.duplicates, doc_id))

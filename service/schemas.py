@@ -1,0 +1,141 @@
+"""HTTP request/response schemas (msgspec Structs) and conversion from domain records."""
+
+from __future__ import annotations
+
+import msgspec
+
+from indexing.store import DocumentRecord
+from service.answers import Answer
+from service.qa import QAResult
+from service.retrieval import Passage
+
+
+class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /ask body."""
+
+    question: str
+    top_k: int = 5
+    doc_ids: list[str] | None = None
+
+
+class CitationOut(msgspec.Struct):
+    doc_id: str
+    title: str | None
+    source: str | None
+    span: str
+    start: int
+    end: int
+    quote: str
+    quote_start: int
+    quote_end: int
+
+
+class AnswerOut(msgspec.Struct):
+    text: str
+    confidence: float
+    citations: list[CitationOut]
+
+
+class PassageOut(msgspec.Struct):
+    doc_id: str
+    title: str | None
+    source: str | None
+    start: int
+    end: int
+    text: str
+    score: float
+    also_in: list[str] = []  # other articles carrying a near-duplicate of this passage
+
+
+class AskResponse(msgspec.Struct):
+    question: str
+    answer: str | None
+    confidence: float
+    conflict: bool
+    answers: list[AnswerOut]
+    passages: list[PassageOut]
+    timings_ms: dict[str, float]
+
+
+class SearchResponse(msgspec.Struct):
+    query: str
+    passages: list[PassageOut]
+
+
+class DocumentSummary(msgspec.Struct):
+    doc_id: str
+    title: str | None
+    source: str | None
+    chars: int
+    chunks: int
+
+
+class DocumentList(msgspec.Struct):
+    documents: list[DocumentSummary]
+
+
+class DocumentOut(msgspec.Struct):
+    doc_id: str
+    title: str | None
+    source: str | None
+    url: str | None
+    published: str | None
+    summary: str | None
+    text: str
+
+
+class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /documents body: one article in the JSONL corpus format."""
+
+    doc_id: str
+    text: str
+    title: str | None = None
+    source: str | None = None
+    url: str | None = None
+    published: str | None = None
+    summary: str | None = None
+
+
+class DocumentCreated(msgspec.Struct):
+    doc_id: str
+    chunks: int
+
+
+class Health(msgspec.Struct):
+    status: str
+    documents: int
+    chunks: int
+    model: str
+
+
+class ErrorOut(msgspec.Struct):
+    status_code: int
+    detail: str
+
+
+def passage_out(p: Passage) -> PassageOut:
+    return PassageOut(doc_id=p.doc_id, title=p.title, source=p.source, start=p.start, end=p.end,
+                      text=p.text, score=p.score, also_in=list(p.duplicates))
+
+
+def answer_out(a: Answer) -> AnswerOut:
+    return AnswerOut(
+        text=a.text, confidence=a.confidence,
+        citations=[CitationOut(doc_id=c.doc_id, title=c.title, source=c.source, span=c.span,
+                               start=c.start, end=c.end, quote=c.quote,
+                               quote_start=c.quote_start, quote_end=c.quote_end)
+                   for c in a.citations],
+    )
+
+
+def ask_response(r: QAResult) -> AskResponse:
+    return AskResponse(
+        question=r.question, answer=r.answer, confidence=r.confidence, conflict=r.conflict,
+        answers=[answer_out(a) for a in r.answers], passages=[passage_out(p) for p in r.passages],
+        timings_ms=r.timings_ms,
+    )
+
+
+def document_out(d: DocumentRecord) -> DocumentOut:
+    return DocumentOut(doc_id=d.doc_id, title=d.title, source=d.source, url=d.url,
+                       published=d.published, summary=d.summary, text=d.text)
