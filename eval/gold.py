@@ -24,6 +24,7 @@ from pathlib import Path
 
 QUESTION_TYPES = (
     "count",
+    "range",
     "date",
     "person",
     "place",

@@ -1,4 +1,8 @@
-"""The `article-qa` command line: index, serve, ask, eval."""
+"""The `article-qa` command line: index, serve, ask.
+
+The `eval` group lives in eval/cli.py, which adds itself to `main`; the console
+script points there so that `service` never imports `eval` (DESIGN.md).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ import click
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from indexing.errors import ArticleQAError  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from indexing.errors import ArticleQAError
+from service.settings import Settings
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -210,27 +214,6 @@ def ask(question, index_dir, top_k, as_json) -> None:
         for c in a.citations:
             click.echo(f"    {c.source or 'unknown source'} · {c.doc_id} [{c.start}:{c.end}]")
             click.echo(f"    \u201c{_highlight(c.quote, c.start - c.quote_start, c.end - c.quote_start)}\u201d")
-
-
-# -- eval ------------------------------------------------------------------------------
-@main.group("eval")
-def eval_() -> None:
-    """Offline evaluation."""
-
-
-@eval_.command("import-squad")
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="directory for corpus.jsonl and gold.jsonl")
-@friendly_errors
-def import_squad_cmd(file, out_dir) -> None:
-    """Turn a SQuAD v1.1/v2.0 JSON file into a corpus and a gold set."""
-    from eval.squad import import_squad
-
-    summary = import_squad(file, out_dir)
-    click.echo(f"{summary.documents} documents, {summary.questions} questions "
-               f"({summary.unanswerable} unanswerable) -> {summary.corpus_path}, "
-               f"{summary.gold_path}; {len(summary.mismatches)} offset mismatches repaired")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Passage:
     first_sentence: int
     last_sentence: int
     duplicates: tuple[str, ...] = ()  # other doc_ids carrying (nearly) the same passage
+    duplicate_chunks: tuple[int, ...] = ()  # their chunk ids, still read for support
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +108,7 @@ class Retriever:
                                if float(v @ vec) >= DUPLICATE_COSINE
                                and passages[i].doc_id != ref.doc_id), None)
                 if dup_of is not None:
-                    p = passages[dup_of]
-                    if ref.doc_id not in p.duplicates:
-                        passages[dup_of] = _with_duplicate(p, ref.doc_id)
+                    passages[dup_of] = _with_duplicate(passages[dup_of], ref)
                     continue
                 kept_vectors.append(vec)
             title, source = meta.get(ref.doc_id, (None, None))
@@ -119,27 +118,38 @@ class Retriever:
                 break
         return passages
 
-    def evidence(self, passages: Sequence[Passage], hits: Sequence[tuple[int, float]] | None = None
-                 ) -> list[Evidence]:
-        """The annotated sentences of `passages` (each sentence once), in passage order."""
+    def evidence(self, passages: Sequence[Passage]) -> list[Evidence]:
+        """The annotated sentences of `passages` and their near-duplicates, each sentence once."""
         seen: set[tuple[str, int]] = set()
         out: list[Evidence] = []
         texts = self.index.texts(p.doc_id for p in passages)
+        dup_refs = [self.index.chunk_refs[c] for p in passages for c in p.duplicate_chunks]
+        texts.update(self.index.texts(r.doc_id for r in dup_refs))
+        meta = self.index.metadata(r.doc_id for r in dup_refs)
         for rank, p in enumerate(passages):
-            text = texts[p.doc_id]
-            for s in self.index.sentences(p.doc_id, p.first_sentence, p.last_sentence):
-                if (s.doc_id, s.ord) in seen:
-                    continue
-                seen.add((s.doc_id, s.ord))
-                sentence_text = text[s.start:s.end]
-                out.append(Evidence(
-                    doc_id=s.doc_id, title=p.title, source=p.source, start=s.start, end=s.end,
-                    text=sentence_text, doc=to_spacy_doc(self.vocab, sentence_text, s.annotation),
-                    vector=s.vector, passage_rank=rank, passage_score=p.score, ord=s.ord,
-                ))
+            # The passage's own sentences, then those of its syndicated copies.
+            sources = [(p.doc_id, p.first_sentence, p.last_sentence, p.title, p.source)]
+            for c in p.duplicate_chunks:
+                ref = self.index.chunk_refs[c]
+                title, source = meta.get(ref.doc_id, (None, None))
+                sources.append((ref.doc_id, ref.first_sentence, ref.last_sentence, title, source))
+            for doc_id, first, last, title, source in sources:
+                text = texts[doc_id]
+                for s in self.index.sentences(doc_id, first, last):
+                    if (s.doc_id, s.ord) in seen:
+                        continue
+                    seen.add((s.doc_id, s.ord))
+                    sentence_text = text[s.start:s.end]
+                    out.append(Evidence(
+                        doc_id=s.doc_id, title=title, source=source, start=s.start, end=s.end,
+                        text=sentence_text,
+                        doc=to_spacy_doc(self.vocab, sentence_text, s.annotation),
+                        vector=s.vector, passage_rank=rank, passage_score=p.score, ord=s.ord,
+                    ))
         return out
 
 
-def _with_duplicate(p: Passage, doc_id: str) -> Passage:
+def _with_duplicate(p: Passage, ref) -> Passage:
+    doc_ids = p.duplicates if ref.doc_id in p.duplicates else (*p.duplicates, ref.doc_id)
     return Passage(p.chunk_id, p.doc_id, p.title, p.source, p.start, p.end, p.text, p.score,
-                   p.first_sentence, p.last_sentence, (*p.duplicates, doc_id))
+                   p.first_sentence, p.last_sentence, doc_ids, (*p.duplicate_chunks, ref.id))

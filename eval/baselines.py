@@ -1,0 +1,92 @@
+"""The systems an evaluation compares: the service itself and three baselines.
+
+* ``system`` — the QA pipeline as served: hybrid retrieval and the span reader;
+* ``lexical-only`` / ``dense-only`` — the same reader over BM25-only or
+  embedding-only retrieval, to show what fusing the two buys;
+* ``best-sentence`` — hybrid retrieval, but the "answer" is the whole evidence
+  sentence closest to the question, to show what span extraction buys over
+  pointing at the right sentence.
+
+All of them share one loaded :class:`indexing.pipeline.Indexer` (embedding model
+and spaCy) and the reader weights, so building four systems loads models once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from service.reader import SpanAnswer
+from service.retrieval import Evidence
+
+SYSTEM = "system"
+BASELINES = ("lexical-only", "dense-only", "best-sentence")
+SYSTEM_NAMES = (SYSTEM, *BASELINES)
+
+
+class BestSentenceReader:
+    """A reader that answers with the whole evidence sentence most similar to the question.
+
+    Same interface as :class:`service.reader.Reader`. The confidence of a sentence is
+    its cosine to the question (both unit MiniLM vectors) clipped to [0, 1].
+    """
+
+    threshold: float = 0.3
+    """Abstain below this cosine: only off-topic questions. On the bundled dev set the
+    best sentence of an answerable question scores 0.41-0.90, but so does that of most
+    unanswerable ones (0.46-0.80, same topic): cosine alone cannot tell them apart, and
+    a higher cut would mostly throw away right sentences."""
+
+    def __init__(self, threshold: float | None = None) -> None:
+        if threshold is not None:
+            self.threshold = threshold
+
+    def read(self, question: str, question_vector: np.ndarray, evidence: Sequence[Evidence],
+             df: Callable | None = None, n_docs: int | None = None,
+             limit: int = 10) -> list[SpanAnswer]:
+        """Evidence sentences as answer spans, most similar to the question first."""
+        q = np.asarray(question_vector, dtype=np.float32)
+        scored = [(float(np.dot(q, ev.vector)), i) for i, ev in enumerate(evidence)
+                  if ev.text.strip()]
+        # Stable on ties: the earlier sentence (from the better passage) wins.
+        scored.sort(key=lambda pair: (-pair[0], pair[1]))
+        out = []
+        for cosine, i in scored[:limit]:
+            ev = evidence[i]
+            out.append(SpanAnswer(evidence=ev, start=ev.start, end=ev.end, text=ev.text,
+                                  score=cosine, confidence=min(max(cosine, 0.0), 1.0),
+                                  answer_type="sentence"))
+        return out
+
+
+def build_systems(settings, indexer=None, names: Sequence[str] = SYSTEM_NAMES) -> dict:
+    """QA pipelines for `names` (a subset of SYSTEM_NAMES) over `settings.index`.
+
+    Models are loaded once: `indexer` (or a new one) and one span Reader are shared.
+    Returns {name: QAPipeline}, in the order of `names`.
+    """
+    from indexing.chunking import ChunkParams
+    from indexing.pipeline import Indexer
+    from service.qa import QAPipeline
+    from service.reader import Reader
+
+    unknown = [n for n in names if n not in SYSTEM_NAMES]
+    if unknown:
+        raise ValueError(f"unknown system(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(SYSTEM_NAMES)}")
+    indexer = indexer or Indexer(model=settings.model,
+                                 chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+    reader = Reader(indexer.nlp)
+    recipes = {
+        SYSTEM: (reader, "hybrid"),
+        "lexical-only": (reader, "lexical"),
+        "dense-only": (reader, "dense"),
+        "best-sentence": (BestSentenceReader(), "hybrid"),
+    }
+    systems = {}
+    for name in names:
+        system_reader, mode = recipes[name]
+        systems[name] = QAPipeline(settings, indexer=indexer, reader=system_reader,
+                                   retrieval_mode=mode)
+    return systems
