@@ -29,10 +29,16 @@ def resolve_model(name_or_path: str) -> str:
 class Embedder:
     """Encodes texts into L2-normalised float32 vectors with one loaded model."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu"):
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32, device: str = "cpu",
+                 threads: int | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
         from sentence_transformers import SentenceTransformer
+
+        # Intra-op threads spin-wait: on a small shared CPU, more than one thread per
+        # encode call was measured 4-8x slower (bench/README.md). One is the default.
+        torch.set_num_threads(threads or int(os.environ.get("ARTICLE_QA_TORCH_THREADS", "1")))
 
         self.name = model
         self.batch_size = batch_size
