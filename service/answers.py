@@ -104,21 +104,27 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
         return [], False
     floor = max(threshold, best * relative_floor)
     groups: list[dict] = []
+    claimed: list[tuple[str, int, int, int]] = []  # (doc_id, quote_start, start, end) taken
     for s in sorted(spans, key=lambda s: -s.confidence):
         if s.confidence < floor:
             continue
+        ev = s.evidence
+        # A span overlapping a better one in the same sentence is the same evidence read
+        # with other boundaries ("12,000" inside "10,000 to 12,000"), not a new answer.
+        if any(d == ev.doc_id and q == ev.start and s.start < e and b < s.end
+               for d, q, b, e in claimed):
+            continue
+        claimed.append((ev.doc_id, ev.start, s.start, s.end))
         key = equivalence_key(s.text)
         group = next((g for g in groups if _same_answer(g["key"], key)), None)
         citation = Citation(
-            doc_id=s.evidence.doc_id, title=s.evidence.title, source=s.evidence.source,
-            span=s.text, start=s.start, end=s.end, quote=s.evidence.text,
-            quote_start=s.evidence.start, quote_end=s.evidence.end,
+            doc_id=ev.doc_id, title=ev.title, source=ev.source,
+            span=s.text, start=s.start, end=s.end, quote=ev.text,
+            quote_start=ev.start, quote_end=ev.end,
         )
         if group is None:
             groups.append({"key": key, "spans": [s], "citations": [citation]})
-            continue
-        if all((c.doc_id, c.start, c.end) != (citation.doc_id, citation.start, citation.end)
-               for c in group["citations"]):
+        else:
             group["spans"].append(s)
             group["citations"].append(citation)
     answers = []

@@ -1,0 +1,363 @@
+"""Fit the reader's span scorer, its confidence calibration and the abstention threshold.
+
+Run ``python -m eval.train_reader``. It builds (or reuses) indexes of the bundled
+news corpus and of the SQuAD 2.0 sample under ``--work``, retrieves evidence for
+every gold question exactly as the QA pipeline does (top-5 passages, their
+sentences), and then:
+
+1. span model — logistic regression over `SPAN_FEATURES` of every candidate of
+   every answerable dev question; a candidate is positive when its best token F1
+   against a gold answer is at least 0.5, weighted by that F1 (exact spans count
+   more than longer ones around the answer);
+2. confidence model — logistic regression over `CONFIDENCE_FEATURES` of each dev
+   question's top candidate (span scores taken out-of-fold, so the calibration
+   sees scores as they are on unseen questions); the target is "the top span is
+   right" (F1 >= 0.5 with a gold; never, for an unanswerable question). A logistic
+   fit is Platt scaling with extra inputs, so its output is the confidence;
+3. threshold — the confidence cut that maximises F1 on dev, averaged over the
+   dev corpora (news and SQuAD count equally), an abstention on an unanswerable
+   question counting as a full match (using out-of-fold confidences).
+
+Only dev data is used for fitting. Splits: the bundled set ships as
+``bundled-dev.jsonl`` / ``bundled-test.jsonl``; a SQuAD question is dev when the
+first hex digit of sha1(question id) is < 8, else test. Test scores are reported,
+never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+
+from eval.gold import GoldQuestion
+from eval.metrics import f1, squad_scores
+from indexing.sentences import to_spacy_doc
+from service.question import analyse
+from service.reader import (
+    CONFIDENCE_FEATURES,
+    MODEL_PATH,
+    SPAN_FEATURES,
+    Featurized,
+    Reader,
+    confidence_features,
+    featurize,
+)
+from service.retrieval import Evidence
+
+ROOT = Path(__file__).resolve().parent.parent
+SQUAD_SAMPLE = Path("/work/shared/datasets/squad2-sample/squad2-dev-sample.json")
+POSITIVE_F1 = 0.5
+FOLDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One gold question with its retrieved evidence and featurised candidates."""
+
+    gold: GoldQuestion
+    split: str  # "dev" or "test"
+    corpus: str
+    vector: np.ndarray
+    evidence: list
+    feats: Featurized
+    labels: np.ndarray  # per candidate: 1 when F1 >= POSITIVE_F1 with a gold answer
+    f1s: np.ndarray
+
+
+def squad_split(question_id: str) -> str:
+    """Deterministic dev/test half of a SQuAD question: sha1(id)'s first hex digit < 8 is dev."""
+    return "dev" if int(hashlib.sha1(question_id.encode()).hexdigest()[0], 16) < 8 else "test"
+
+
+def _load_gold(path: Path) -> list[GoldQuestion]:
+    """Read a gold JSONL file leniently: `eval.gold.load_gold` rejects types it does not know
+    (the bundled set uses "range"), and the reader needs only questions and answers."""
+    out = []
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            out.append(GoldQuestion(r["id"], r["question"], tuple(r.get("answers", ())),
+                                    tuple(r.get("doc_ids", ())), r.get("type", "")))
+    return out
+
+
+def _open(corpus: Path, index_dir: Path, indexer):
+    from indexing.pipeline import build
+    from indexing.store import Index
+    from service.retrieval import Retriever
+
+    build(corpus, index_dir, indexer)
+    index = Index.open(index_dir)
+    return index, Retriever(index, indexer.embedder, vocab=indexer.nlp.vocab)
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    """What retrieval gave for one question: enough to featurise it again without an index."""
+
+    gold: GoldQuestion
+    split: str
+    corpus: str
+    vector: np.ndarray
+    evidence: list  # (doc_id, sentence ord, passage_rank, passage_score) per Evidence
+    df: dict  # document frequency of the question's terms
+    n_docs: int
+
+
+def retrieve(work: Path) -> list[Retrieved]:
+    """Retrieve evidence for every question of both datasets (cached in `work`)."""
+    from eval.squad import import_squad
+    from indexing.pipeline import Indexer
+
+    cache = work / "retrieved.pkl"
+    if cache.exists():
+        with cache.open("rb") as fh:
+            return pickle.load(fh)
+    indexer = Indexer()
+    squad_dir = work / "squad"
+    if not (squad_dir / "gold.jsonl").exists():
+        import_squad(SQUAD_SAMPLE, squad_dir)
+    out: list[Retrieved] = []
+    for name, corpus, index_dir, golds in _sets(work):
+        index, retriever = _open(corpus, index_dir, indexer)
+        for gold, split in golds:
+            qv = indexer.embedder.encode_one(gold.question)
+            evidence = retriever.evidence(retriever.search(gold.question, k=5, query_vector=qv))
+            terms = analyse(indexer.nlp, gold.question).terms
+            keys = [(e.doc_id, e.ord, e.passage_rank, e.passage_score) for e in evidence]
+            out.append(Retrieved(gold, split, name, qv, keys,
+                                 index.document_frequency(terms), index.fts_documents))
+    with cache.open("wb") as fh:
+        pickle.dump(out, fh)
+    return out
+
+
+def _sets(work: Path) -> list[tuple[str, Path, Path, list[tuple[GoldQuestion, str]]]]:
+    squad_dir = work / "squad"
+    return [
+        ("bundled", ROOT / "data" / "articles", work / "index-bundled",
+         [(g, "dev") for g in _load_gold(ROOT / "eval/datasets/bundled-dev.jsonl")]
+         + [(g, "test") for g in _load_gold(ROOT / "eval/datasets/bundled-test.jsonl")]),
+        ("squad", squad_dir / "corpus.jsonl", work / "index-squad",
+         [(g, squad_split(g.id)) for g in _load_gold(squad_dir / "gold.jsonl")]),
+    ]
+
+
+def _evidence(work: Path, nlp, retrieved: list[Retrieved]) -> list[list[Evidence]]:
+    """Rebuild each question's Evidence from the stored sentences (as Retriever.evidence does)."""
+    from indexing.store import Index
+
+    indexes = {name: Index.open(index_dir) for name, _, index_dir, _ in _sets(work)}
+    cache: dict[tuple[str, str, int], Evidence] = {}
+    out = []
+    for r in retrieved:
+        index = indexes[r.corpus]
+        evidence = []
+        for doc_id, ord_, rank, score in r.evidence:
+            key = (r.corpus, doc_id, ord_)
+            if key not in cache:
+                s = index.sentences(doc_id, ord_, ord_)[0]
+                text = index.texts([doc_id])[doc_id][s.start:s.end]
+                title, source = index.metadata([doc_id]).get(doc_id, (None, None))
+                cache[key] = Evidence(doc_id, title, source, s.start, s.end, text,
+                                      to_spacy_doc(nlp.vocab, text, s.annotation), s.vector)
+            e = cache[key]
+            evidence.append(Evidence(e.doc_id, e.title, e.source, e.start, e.end, e.text, e.doc,
+                                     e.vector, rank, score, ord_))
+        out.append(evidence)
+    return out
+
+
+def collect(work: Path, nlp) -> list[Example]:
+    """Featurise every retrieved question and label its candidates against the gold."""
+    examples: list[Example] = []
+    retrieved = retrieve(work)
+    for r, evidence in zip(retrieved, _evidence(work, nlp, retrieved)):
+        q = analyse(nlp, r.gold.question)
+        feats = featurize(q, r.vector, evidence,
+                          lambda terms, d=r.df: {t: d.get(t, 0) for t in terms}, r.n_docs)
+        f1s = np.array([f1(c.text, list(r.gold.answers)) if r.gold.answerable else 0.0
+                        for c in feats.candidates], np.float32)
+        examples.append(Example(r.gold, r.split, r.corpus, r.vector, evidence, feats,
+                                (f1s >= POSITIVE_F1).astype(np.int32), f1s))
+    return examples
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    return mean, scale
+
+
+def _fit(x: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None = None) -> dict:
+    mean, scale = _standardise(x)
+    model = LogisticRegression(C=c, max_iter=2000)
+    model.fit((x - mean) / scale, y, sample_weight=weight)
+    return {"coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
+            "mean": mean.tolist(), "scale": scale.tolist()}
+
+
+def _apply(model: dict, x: np.ndarray) -> np.ndarray:
+    return ((x - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(
+        model["coef"]) + model["intercept"]
+
+
+def fit_span(examples: list[Example], c: float) -> dict:
+    """The span model over the candidates of answerable questions."""
+    use = [e for e in examples if e.gold.answerable and len(e.labels)]
+    x = np.concatenate([e.feats.features for e in use])
+    target = np.concatenate([e.f1s for e in use]).astype(np.float64)
+    # Each question weighs the same however many candidates it has.
+    per_q = np.concatenate([np.full(len(e.labels), 100.0 / len(e.labels)) for e in use])
+    # Positives (F1 >= POSITIVE_F1) weigh their F1, so an exact span counts more than a
+    # longer one that merely contains the answer.
+    y = (target >= POSITIVE_F1).astype(np.int32)
+    w = per_q * np.where(y == 1, target, 1.0)
+    return _fit(x, y, c, w)
+
+
+def top_rows(examples: list[Example], span_scores: list[np.ndarray]) -> tuple[np.ndarray,
+                                                                             np.ndarray, list]:
+    """Confidence features, correctness and text of each question's top candidate."""
+    rows, ys, texts = [], [], []
+    for e, s in zip(examples, span_scores):
+        if not len(s):
+            rows.append(np.zeros(len(CONFIDENCE_FEATURES), np.float32))
+            ys.append(0)
+            texts.append("")
+            continue
+        k = int(np.argmax(s))
+        rows.append(confidence_features(e.feats, s)[k])
+        ys.append(int(e.labels[k]))
+        texts.append(e.feats.candidates[k].text)
+    return np.stack(rows), np.array(ys), texts
+
+
+def best_threshold(examples: list[Example], conf: np.ndarray, texts: list[str]) -> float:
+    """The confidence cut maximising F1 averaged over the dev corpora.
+
+    Abstaining on an unanswerable question scores 1. Each corpus counts equally, so
+    the larger general-domain SQuAD half does not outvote the news set.
+    """
+    answer_f1 = np.array([f1(t, list(e.gold.answers)) for e, t in zip(examples, texts)])
+    abstain_f1 = np.array([0.0 if e.gold.answerable else 1.0 for e in examples])
+    corpora = np.array([e.corpus for e in examples])
+    weights = np.zeros(len(examples))
+    for corpus in np.unique(corpora):
+        weights[corpora == corpus] = 1.0 / (corpora == corpus).sum() / len(np.unique(corpora))
+    best_t, best = 0.5, -1.0
+    for t in np.unique(np.concatenate([conf, [0.0, 1.01]])):
+        score = float((np.where(conf >= t, answer_f1, abstain_f1) * weights).sum())
+        if score > best + 1e-9:
+            best_t, best = float(t), score
+    # Cut half-way to the next confidence below, so it is not fitted to one point.
+    below = conf[conf < best_t]
+    return float((best_t + below.max()) / 2) if len(below) else best_t
+
+
+def train(examples: list[Example], span_c: float, conf_c: float) -> dict:
+    """Fit span model, confidence model and threshold on the dev examples."""
+    dev = [e for e in examples if e.split == "dev"]
+    groups = np.arange(len(dev))
+    folds = list(GroupKFold(n_splits=FOLDS).split(groups, groups=groups))
+    # Out-of-fold span scores: the confidence model must see scores of unseen questions.
+    oof: list[np.ndarray] = [np.zeros(0)] * len(dev)
+    for train_idx, test_idx in folds:
+        model = fit_span([dev[i] for i in train_idx], span_c)
+        for i in test_idx:
+            oof[i] = _apply(model, dev[i].feats.features) if len(dev[i].labels) else np.zeros(0)
+    x, y, texts = top_rows(dev, oof)
+    conf_oof = np.zeros(len(dev))
+    for train_idx, test_idx in folds:
+        model = _fit(x[train_idx], y[train_idx], conf_c)
+        conf_oof[test_idx] = 1 / (1 + np.exp(-_apply(model, x[test_idx])))
+    threshold = best_threshold(dev, conf_oof, texts)
+    return {
+        "span_features": list(SPAN_FEATURES),
+        "confidence_features": list(CONFIDENCE_FEATURES),
+        "span": fit_span(dev, span_c),
+        "confidence": _fit(x, y, conf_c),
+        "threshold": threshold,
+        "trained_on": {"questions": len(dev), "positive_f1": POSITIVE_F1,
+                       "span_c": span_c, "confidence_c": conf_c},
+    }
+
+
+def report(reader: Reader, examples: list[Example]) -> dict:
+    """SQuAD scores and abstention per corpus and split, using the stored model."""
+    out = {}
+    for corpus in ("bundled", "squad"):
+        for split in ("dev", "test"):
+            group = [e for e in examples if e.corpus == corpus and e.split == split]
+            if not group:
+                continue
+            preds, gold, top1 = {}, {}, []
+            for e in group:
+                s = reader.span_model(e.feats.features) if len(e.feats.candidates) else np.zeros(0)
+                text = best = ""
+                if len(s):
+                    k = int(np.argmax(s))
+                    best = e.feats.candidates[k].text
+                    if reader.confidences(e.feats, s)[k] >= reader.threshold:
+                        text = best
+                preds[e.gold.id] = text
+                gold[e.gold.id] = list(e.gold.answers)
+                if e.gold.answerable:
+                    top1.append(f1(best, list(e.gold.answers)))
+            scores = squad_scores(preds, gold)
+            # How good the span choice is on its own, before abstention.
+            scores["HasAns_f1_no_abstention"] = 100.0 * float(np.mean(top1)) if top1 else None
+            unans = [e for e in group if not e.gold.answerable]
+            ans = [e for e in group if e.gold.answerable]
+            scores["abstain_rate_unanswerable"] = (
+                100.0 * sum(preds[e.gold.id] == "" for e in unans) / len(unans) if unans else None)
+            scores["abstain_rate_answerable"] = (
+                100.0 * sum(preds[e.gold.id] == "" for e in ans) / len(ans) if ans else None)
+            out[f"{corpus}-{split}"] = {k: round(v, 1) if isinstance(v, float) else v
+                                        for k, v in scores.items()}
+    return out
+
+
+def latency(reader: Reader, examples: list[Example], n: int = 60) -> float:
+    """Median milliseconds of `Reader.read` (question parse included) over `n` questions."""
+    times = []
+    for e in examples[:n]:
+        t0 = time.perf_counter()
+        reader.read(e.gold.question, e.vector, e.evidence)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train, write reader_model.json, print dev/test scores."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/article-qa-reader"))
+    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser.add_argument("--span-c", type=float, default=0.3)
+    parser.add_argument("--confidence-c", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    from indexing.sentences import load_nlp
+
+    examples = collect(args.work, load_nlp())
+    model = train(examples, args.span_c, args.confidence_c)
+    args.out.write_text(json.dumps(model, indent=1) + "\n")
+    reader = Reader(load_nlp(), args.out)
+    print(json.dumps(report(reader, examples), indent=1))
+    print(f"threshold {reader.threshold:.3f}; median read latency "
+          f"{latency(reader, examples):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

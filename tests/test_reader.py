@@ -1,0 +1,149 @@
+"""Tests of question analysis and the extractive reader on small synthetic sentences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexing.sentences import load_nlp
+from service.question import analyse
+from service.reader import CONFIDENCE_FEATURES, MODEL_PATH, SPAN_FEATURES, Reader
+from service.retrieval import Evidence
+
+DIM = 384
+
+
+@pytest.fixture(scope="session")
+def nlp():
+    return load_nlp()
+
+
+@pytest.fixture(scope="session")
+def reader(nlp):
+    return Reader(nlp)
+
+
+def _unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _evidence(nlp, sentences: list[str], vectors: list[np.ndarray], doc_id: str = "doc-a",
+              offset: int = 100) -> list[Evidence]:
+    """Evidence as Retriever.evidence builds it: sentence docs, document offsets, ranks."""
+    out, start = [], offset
+    for i, (text, vec) in enumerate(zip(sentences, vectors)):
+        out.append(Evidence(doc_id=doc_id, title=None, source=None, start=start,
+                            end=start + len(text), text=text, doc=nlp(text), vector=vec,
+                            passage_rank=0, passage_score=1.0, ord=i))
+        start += len(text) + 1
+    return out
+
+
+def _near(v: np.ndarray, cos: float, seed: int) -> np.ndarray:
+    """A unit vector whose cosine with unit `v` is `cos`."""
+    noise = _unit(seed)
+    noise -= (noise @ v) * v
+    noise /= np.linalg.norm(noise)
+    return (cos * v + np.sqrt(1 - cos * cos) * noise).astype(np.float32)
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Which agency reported the launch?", "organisation"),
+    ("What city hosted the summit?", "place"),
+    ("In what year was the bridge opened?", "date"),
+    ("When did the strike end?", "date"),
+    ("How many workers joined the strike?", "count"),
+    ("How long did the strike last?", "duration"),
+    ("How much money did the city spend?", "money"),
+    ("Who chaired the meeting?", "person"),
+    ("Where did the delegates meet?", "place"),
+    ("Why did the talks collapse?", "why"),
+    ("What percentage of voters took part?", "percent"),
+    ("What did the committee approve?", "noun_phrase"),
+])
+def test_answer_type(nlp, question, expected):
+    assert analyse(nlp, question).answer_type == expected
+
+
+def test_question_terms_skip_wh_and_function_words(nlp):
+    q = analyse(nlp, "How many engineers were hired by the factory?")
+    assert "engineers" in q.terms and "factory" in q.terms
+    assert not {"how", "many", "the", "by"} & set(q.terms)
+    assert q.lemmas[q.terms.index("engineers")] == "engineer"
+    assert q.head_noun == "engineer"
+
+
+def test_model_file_matches_features(reader):
+    assert MODEL_PATH.exists()
+    assert reader.span_model.coef.shape == (len(SPAN_FEATURES),)
+    assert reader.confidence_model.coef.shape == (len(CONFIDENCE_FEATURES),)
+    assert 0.0 < reader.threshold < 1.0
+
+
+def test_spans_are_verbatim_with_document_offsets(nlp, reader):
+    qv = _unit(1)
+    sentences = ["The harbour authority said about 4,500 containers were unloaded on Monday.",
+                 "Dock workers at the northern pier went on strike last week."]
+    evidence = _evidence(nlp, sentences, [_near(qv, 0.8, 2), _near(qv, 0.4, 3)])
+    answers = reader.read("How many containers were unloaded?", qv, evidence)
+    assert answers
+    keys = [(a.evidence.doc_id, a.start, a.end) for a in answers]
+    assert len(keys) == len(set(keys))
+    assert [a.score for a in answers] == sorted((a.score for a in answers), reverse=True)
+    for a in answers:
+        assert a.text == a.evidence.text[a.start - a.evidence.start:a.end - a.evidence.start]
+        assert a.evidence.start <= a.start < a.end <= a.evidence.end
+        assert 0.0 <= a.confidence <= 1.0
+        assert a.answer_type == "count"
+    assert "4,500" in answers[0].text
+
+
+def test_limit_and_empty_evidence(nlp, reader):
+    qv = _unit(4)
+    evidence = _evidence(nlp, ["The mayor opened the new library in the old town square."],
+                         [_near(qv, 0.7, 5)])
+    assert len(reader.read("Who opened the library?", qv, evidence, limit=3)) <= 3
+    assert reader.read("Who opened the library?", qv, []) == []
+
+
+@pytest.mark.parametrize(("question", "sentence", "answer"), [
+    ("Who chaired the budget meeting?",
+     "The budget meeting was chaired by Maria Lopez, the director of finance.", "Maria Lopez"),
+    ("When did the ferry service resume?",
+     "The ferry service resumed on April 12 after repairs to the engine.", "April 12"),
+    ("Where did the delegates gather for the conference?",
+     "The delegates gathered in Lisbon for the annual conference.", "Lisbon"),
+])
+def test_typed_answers(nlp, reader, question, sentence, answer):
+    qv = _unit(6)
+    filler = "Officials said the schedule would be published soon."
+    evidence = _evidence(nlp, [filler, sentence], [_near(qv, 0.3, 7), _near(qv, 0.8, 8)])
+    best = reader.read(question, qv, evidence)[0]
+    assert answer in best.text
+    assert len(best.text.split()) <= len(answer.split()) + 3  # short, not the whole sentence
+
+
+def test_unrelated_question_abstains(nlp, reader):
+    qv = _unit(9)
+    sentences = ["The army said 3,000 soldiers were sent to the northern border in March.",
+                 "The defence minister met his counterpart in the capital on Friday."]
+    evidence = _evidence(nlp, sentences, [_near(qv, 0.05, 10), _near(qv, 0.02, 11)])
+    corpus = {"boiling": 0, "point": 40, "mercury": 0}
+
+    def df(terms):
+        return {t: corpus.get(t, 5) for t in terms}
+
+    answers = reader.read("What is the boiling point of mercury?", qv, evidence, df=df, n_docs=100)
+    assert not answers or answers[0].confidence < reader.threshold
+
+
+def test_related_question_is_more_confident_than_unrelated(nlp, reader):
+    qv = _unit(12)
+    sentence = "The army said 3,000 soldiers were sent to the northern border in March."
+    on_topic = reader.read("How many soldiers were sent to the northern border?", qv,
+                           _evidence(nlp, [sentence], [_near(qv, 0.85, 13)]))
+    off_topic = reader.read("How many moons does Jupiter have?", qv,
+                            _evidence(nlp, [sentence], [_near(qv, 0.05, 14)]))
+    assert on_topic and "3,000" in on_topic[0].text
+    assert not off_topic or off_topic[0].confidence < on_topic[0].confidence
