@@ -8,7 +8,7 @@ CORPUS ?= data/articles
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test index lint bench clean
+.PHONY: install run test index lint eval clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -30,6 +30,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The offline evaluation on the held-out split, with baselines; reports in eval/out.
+eval: $(STAMP)
+	$(VENV)/bin/article-qa eval run --dataset eval/datasets/bundled-test.jsonl --corpus $(CORPUS) --out eval/out
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check indexing service eval tests bench

@@ -181,7 +181,11 @@ def serve(index_dir, host, port, corpus) -> None:
 
 
 def _highlight(quote: str, start: int, end: int) -> str:
-    return quote[:start] + click.style(quote[start:end], bold=True, underline=True) + quote[end:]
+    """The quote with the answer in bold on a terminal, or between ** when piped."""
+    answer = quote[start:end]
+    marked = (click.style(answer, bold=True, underline=True) if sys.stdout.isatty()
+              else f"**{answer}**")
+    return quote[:start] + marked + quote[end:]
 
 
 @main.command()

@@ -25,6 +25,11 @@ from service.settings import Settings
 
 MAX_QUESTION_CHARS = 2000
 MAX_TOP_K = 50
+# Spans the reader hands to aggregation: enough that variants of one sentence's answer
+# ("12,000", "about 12,000") do not crowd out the other articles' values.
+READER_SPANS = 40
+# Passages whose sentences the reader reads, whatever top_k shows.
+EVIDENCE_PASSAGES = 5
 
 
 class QuestionError(ValueError):
@@ -122,11 +127,13 @@ class QAPipeline:
         qv = self.embedder.encode_one(question) if snap.retriever.mode != "lexical" else None
         t1 = time.perf_counter()
         # The reader looks past what is shown: agreement and conflicts need several articles.
-        passages = snap.retriever.search(question, max(top_k, 5), doc_ids, query_vector=qv)
+        passages = snap.retriever.search(question, max(top_k, EVIDENCE_PASSAGES), doc_ids,
+                                         query_vector=qv)
         evidence = snap.retriever.evidence(passages)
         t2 = time.perf_counter()
         spans = self.reader.read(question, qv if qv is not None else self.embedder.encode_one(
-            question), evidence, df=snap.index.document_frequency, n_docs=snap.index.fts_documents)
+            question), evidence, df=snap.index.document_frequency, n_docs=snap.index.fts_documents,
+            limit=READER_SPANS)
         answers, conflict = aggregate(spans, self.reader.threshold)
         t3 = time.perf_counter()
         top = answers[0] if answers else None

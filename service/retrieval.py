@@ -16,6 +16,11 @@ from indexing.sentences import to_spacy_doc
 from indexing.store import Index
 
 RRF_K = 60
+# Reciprocal-rank fusion weights, tuned on the bundled dev split (answer F1 0.523 with equal
+# weights, 0.535 with dense at 0.25; SQuAD dev flat): names, numbers and rare words make
+# BM25 the stronger ranker on news, while dense search still rescues paraphrases.
+DENSE_WEIGHT = 0.25
+LEXICAL_WEIGHT = 1.0
 CANDIDATES = 50  # per retriever, before fusion
 DUPLICATE_COSINE = 0.95
 
@@ -71,17 +76,17 @@ class Retriever:
         """Top-k chunk ids with fused scores (normalised so the best is 1.0)."""
         allowed = set(doc_ids) if doc_ids is not None else None
         n = max(k, CANDIDATES)
-        rankings: list[list[tuple[int, float]]] = []
+        rankings: list[tuple[float, list[tuple[int, float]]]] = []
         if self.mode in ("hybrid", "dense"):
             if query_vector is None:
                 query_vector = self.embedder.encode_one(query)
-            rankings.append(self.index.search_dense(query_vector, n, allowed))
+            rankings.append((DENSE_WEIGHT, self.index.search_dense(query_vector, n, allowed)))
         if self.mode in ("hybrid", "lexical"):
-            rankings.append(self.index.search_lexical(query, n, allowed))
+            rankings.append((LEXICAL_WEIGHT, self.index.search_lexical(query, n, allowed)))
         scores: dict[int, float] = {}
-        for ranking in rankings:
+        for weight, ranking in rankings:
             for rank, (cid, _) in enumerate(ranking):
-                scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+                scores[cid] = scores.get(cid, 0.0) + weight / (RRF_K + rank + 1)
         ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         if not ordered:
             return []
