@@ -16,6 +16,7 @@ using the generation they opened.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -46,6 +47,7 @@ MANIFEST = "manifest.json"
 STORE = "store.sqlite"
 VECTORS = "vectors.faiss"
 CURRENT = "CURRENT"
+CONNECTIONS = 4  # read connections per open generation
 _GEN_RE = re.compile(r"gen-(\d{6,})")
 _QUERY_TERM_RE = re.compile(r"\w+(?:[.,'’&-]\w+)*")
 
@@ -196,9 +198,14 @@ class Index:
         self.generation = generation
         self.manifest = manifest
         self.vectors = vectors
+        # All connections are opened now: a later writer may delete this generation's
+        # directory, and an open file stays readable where a new open would fail.
+        # sqlite3.threadsafety is 3 (serialized), so threads may share a connection.
+        uri = f"file:{generation / STORE}?mode=ro&immutable=1"
+        self._conns = [sqlite3.connect(uri, uri=True, check_same_thread=False)
+                       for _ in range(CONNECTIONS)]
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._next = itertools.count()
         rows = self.conn().execute(
             'SELECT id, doc_id, start, "end", first_sentence, last_sentence FROM chunks'
         ).fetchall()
@@ -257,21 +264,16 @@ class Index:
         return index
 
     def conn(self) -> sqlite3.Connection:
-        """This thread's read-only connection to the generation's store."""
+        """This thread's read-only connection to the generation's store (from a fixed pool)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            uri = f"file:{self.generation / STORE}?mode=ro&immutable=1"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            conn = self._conns[next(self._next) % len(self._conns)]
             self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
         return conn
 
     def close(self) -> None:
-        with self._conns_lock:
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
+        for conn in self._conns:
+            conn.close()
         self._local = threading.local()
 
     # -- documents -------------------------------------------------------------

@@ -181,3 +181,20 @@ def test_kill_during_build_leaves_previous_index_loadable(index_copy, tmp_path):
     index = Index.open(index_copy)
     assert index.manifest.documents == before
     assert index.document_count == 5
+
+
+def test_open_index_survives_its_generation_being_collected(indexer, index_copy):
+    """Readers keep answering from a snapshot after writers delete its directory."""
+    import threading
+
+    old = Index.open(index_copy)
+    generation = old.generation
+    for i in range(3):  # each commit keeps only the two newest generations
+        add_articles(index_copy, [Article(doc_id=f"n{i}", text=f"Note {i} about apples.")], indexer)
+    assert not generation.exists()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(old.search_lexical("Kursk", 3)))
+    worker.start()
+    worker.join()
+    assert results and results[0]
+    assert Index.open(index_copy).document_count == 8
