@@ -42,6 +42,7 @@ from sklearn.model_selection import GroupKFold
 from eval.gold import GoldQuestion
 from eval.metrics import f1, squad_scores
 from indexing.sentences import to_spacy_doc
+from service.qa import EVIDENCE_PASSAGES
 from service.question import analyse
 from service.reader import (
     CONFIDENCE_FEATURES,
@@ -132,7 +133,9 @@ def retrieve(work: Path) -> list[Retrieved]:
         index, retriever = _open(corpus, index_dir, indexer)
         for gold, split in golds:
             qv = indexer.embedder.encode_one(gold.question)
-            evidence = retriever.evidence(retriever.search(gold.question, k=5, query_vector=qv))
+            # The same evidence the QA pipeline gives the reader.
+            passages = retriever.search(gold.question, k=EVIDENCE_PASSAGES, query_vector=qv)
+            evidence = retriever.evidence(passages)
             terms = analyse(indexer.nlp, gold.question).terms
             keys = [(e.doc_id, e.ord, e.passage_rank, e.passage_score) for e in evidence]
             out.append(Retrieved(gold, split, name, qv, keys,
