@@ -51,6 +51,26 @@ class QAResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Retrieved:
+    """Passages found for a question, waiting to be read (`QAPipeline.retrieve`)."""
+
+    question: str
+    query: str
+    top_k: int
+    index: Index
+    passages: tuple[Passage, ...]
+    evidence: object
+    question_vector: object
+    timings_ms: dict[str, float]
+    started: float
+
+    @property
+    def shown(self) -> tuple[Passage, ...]:
+        """The passages a client is shown (the first top_k)."""
+        return self.passages[:self.top_k]
+
+
+@dataclass(frozen=True, slots=True)
 class _Snapshot:
     index: Index
     retriever: Retriever
@@ -119,36 +139,57 @@ class QAPipeline:
         query = self._check(query, k, doc_ids, snap.index)
         return snap.retriever.search(query, k, doc_ids)
 
-    def ask(self, question: str, top_k: int = 5, doc_ids: Sequence[str] | None = None
-            ) -> QAResult:
-        """Answer `question` from the index: cited extractive answers, or an abstention."""
+    def ask(self, question: str, top_k: int = 5, doc_ids: Sequence[str] | None = None,
+            *, query: str | None = None) -> QAResult:
+        """Answer `question` from the index: cited extractive answers, or an abstention.
+
+        `query`, when given, is what retrieval searches for instead of the question (a chat
+        follow-up carries earlier turns' entities there); the reader still reads `question`.
+        """
+        return self.read(self.retrieve(question, top_k, doc_ids, query=query))
+
+    def retrieve(self, question: str, top_k: int = 5, doc_ids: Sequence[str] | None = None,
+                 *, query: str | None = None) -> Retrieved:
+        """The first half of `ask`: check the question and find the passages to read."""
         snap = self._snapshot  # one generation for the whole request
         question = self._check(question, top_k, doc_ids, snap.index)
+        query = self._check(query, top_k, None, snap.index) if query else question
         t0 = time.perf_counter()
-        qv = self.embedder.encode_one(question) if snap.retriever.mode != "lexical" else None
+        dense = snap.retriever.mode != "lexical"
+        qv = self.embedder.encode_one(question) if dense else None
+        query_vector = qv if query == question else (
+            self.embedder.encode_one(query) if dense else None)
         t1 = time.perf_counter()
         # The reader looks past what is shown: agreement and conflicts need several articles.
-        passages = snap.retriever.search(question, max(top_k, EVIDENCE_PASSAGES), doc_ids,
-                                         query_vector=qv)
+        passages = snap.retriever.search(query, max(top_k, EVIDENCE_PASSAGES), doc_ids,
+                                         query_vector=query_vector)
         evidence = snap.retriever.evidence(passages)
         t2 = time.perf_counter()
-        spans = self.reader.read(question, qv if qv is not None else self.embedder.encode_one(
-            question), evidence, df=snap.index.document_frequency, n_docs=snap.index.fts_documents,
-            limit=READER_SPANS)
+        return Retrieved(question, query, top_k, snap.index, tuple(passages), evidence, qv,
+                         {"embed": round((t1 - t0) * 1000, 2),
+                          "retrieve": round((t2 - t1) * 1000, 2)}, t0)
+
+    def read(self, retrieved: Retrieved) -> QAResult:
+        """The second half of `ask`: extract, aggregate and rank the answers."""
+        r = retrieved
+        t2 = time.perf_counter()
+        qv = r.question_vector if r.question_vector is not None else \
+            self.embedder.encode_one(r.question)
+        spans = self.reader.read(r.question, qv, r.evidence, df=r.index.document_frequency,
+                                 n_docs=r.index.fts_documents, limit=READER_SPANS)
         answers, conflict = aggregate(spans, self.reader.threshold)
         t3 = time.perf_counter()
         top = answers[0] if answers else None
         return QAResult(
-            question=question,
+            question=r.question,
             answer=top.text if top else None,
             confidence=top.confidence if top else (round(spans[0].confidence, 4) if spans else 0.0),
             conflict=conflict,
             answers=tuple(answers),
-            passages=tuple(passages[:top_k]),
-            timings_ms={"embed": round((t1 - t0) * 1000, 2),
-                        "retrieve": round((t2 - t1) * 1000, 2),
+            passages=r.passages[:r.top_k],
+            timings_ms={**r.timings_ms,
                         "read": round((t3 - t2) * 1000, 2),
-                        "total": round((t3 - t0) * 1000, 2)},
+                        "total": round((t3 - r.started) * 1000, 2)},
         )
 
     # -- writing ---------------------------------------------------------------
