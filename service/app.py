@@ -10,16 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromPath, JSONBody, Parameter
+from litestar.response import File, ServerSentEvent, ServerSentEventMessage
+from litestar.static_files import create_static_files_router
 
 from indexing.articles import article_from_mapping
 from indexing.errors import (
@@ -29,10 +33,13 @@ from indexing.errors import (
     DuplicateDocumentError,
     IndexError_,
 )
+from service.chat import Message, Resolved, check_messages, compose_reply, resolve
 from service.qa import QAPipeline, QuestionError
 from service.schemas import (
     AskRequest,
     AskResponse,
+    ChatRequest,
+    ChatResponse,
     DocumentCreated,
     DocumentIn,
     DocumentList,
@@ -47,6 +54,8 @@ from service.schemas import (
 from service.settings import Settings
 
 log = logging.getLogger("article_qa")
+
+STATIC = Path(__file__).parent / "static"
 
 _STATUS = {
     QuestionError: 422,
@@ -94,6 +103,65 @@ def _pipeline(state: State) -> QAPipeline:
 def ask(data: JSONBody[AskRequest], state: State) -> AskResponse:
     """Extractive answers with citations, or `answer: null` when the corpus does not answer."""
     return ask_response(_pipeline(state).ask(data.question, data.top_k, data.doc_ids))
+
+
+def _chat_body(result, resolved: Resolved) -> ChatResponse:
+    return ChatResponse(reply=compose_reply(result), answer=ask_response(result),
+                        query=resolved.query)
+
+
+def _sse(event: str, body: object) -> ServerSentEventMessage:
+    return ServerSentEventMessage(event=event, data=msgspec.json.encode(body).decode())
+
+
+async def _chat_events(qa: QAPipeline, resolved: Resolved, top_k: int
+                       ) -> AsyncIterator[ServerSentEventMessage]:
+    """passages, then answer, then done; or error. Each step runs in a worker thread.
+
+    When the client disconnects, Litestar cancels this generator: the step in flight
+    finishes in its thread and no further step starts.
+    """
+    try:
+        retrieved = await anyio.to_thread.run_sync(
+            lambda: qa.retrieve(resolved.question, top_k, query=resolved.query))
+        yield _sse("passages", {"question": retrieved.question, "query": retrieved.query,
+                                "passages": [passage_out(p) for p in retrieved.shown]})
+        result = await anyio.to_thread.run_sync(qa.read, retrieved)
+        yield _sse("answer", _chat_body(result, resolved))
+        yield _sse("done", {"timings_ms": result.timings_ms})
+    except (ArticleQAError, QuestionError) as exc:
+        status = domain_error_handler(None, exc).status_code  # type: ignore[arg-type]
+        yield _sse("error", {"status_code": status, "detail": str(exc)})
+    except Exception as exc:  # the stream has started: report it in-band, not as a 500
+        log.exception("chat stream failed", exc_info=exc)
+        yield _sse("error", {"status_code": 500,
+                             "detail": "internal error; the server log has the details"})
+
+
+@post("/chat", status_code=200, summary="Answer the last message of a conversation")
+async def chat(data: JSONBody[ChatRequest], state: State) -> Response:
+    """A follow-up is resolved against earlier user turns, then answered like /ask.
+
+    `stream: true` returns text/event-stream: `passages`, then `answer` (the non-streamed
+    body), then `done`; `error` (with `status_code` and `detail`) replaces what is left.
+    """
+    qa = _pipeline(state)
+    messages = [Message(m.role, m.content) for m in data.messages]
+    check_messages(messages)
+    resolved = await anyio.to_thread.run_sync(resolve, qa.nlp, messages)
+    if data.stream:
+        return ServerSentEvent(_chat_events(qa, resolved, data.top_k),
+                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    result = await anyio.to_thread.run_sync(
+        lambda: qa.ask(resolved.question, data.top_k, query=resolved.query))
+    return Response(_chat_body(result, resolved))
+
+
+@get("/", include_in_schema=False, sync_to_thread=False)
+def chat_page() -> File:
+    """The chat page (service/static/index.html)."""
+    return File(STATIC / "index.html", media_type="text/html",
+                content_disposition_type="inline")
 
 
 @get("/search", sync_to_thread=True, summary="Hybrid passage search")
@@ -163,8 +231,12 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
 
     return Litestar(
         route_handlers=[ask, search, list_documents, get_document, add_document,
-                        delete_document, health],
+                        delete_document, health, chat, chat_page,
+                        create_static_files_router(path="/static", directories=[STATIC],
+                                                   include_in_schema=False)],
         lifespan=[lifespan],
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        if settings.cors_origins else None,
         exception_handlers={
             ArticleQAError: domain_error_handler,
             QuestionError: domain_error_handler,

@@ -18,6 +18,19 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     doc_ids: list[str] | None = None
 
 
+class ChatMessage(msgspec.Struct, forbid_unknown_fields=True):
+    role: str  # "user" | "assistant"; checked by service.chat so the error names the fix
+    content: str
+
+
+class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /chat body: the conversation so far, ending with the user's question."""
+
+    messages: list[ChatMessage]
+    stream: bool = False
+    top_k: int = 5
+
+
 class CitationOut(msgspec.Struct):
     doc_id: str
     title: str | None
@@ -55,6 +68,12 @@ class AskResponse(msgspec.Struct):
     answers: list[AnswerOut]
     passages: list[PassageOut]
     timings_ms: dict[str, float]
+
+
+class ChatResponse(msgspec.Struct):
+    reply: str  # a sentence from the extractive answers, with [n] markers
+    answer: AskResponse  # the /ask body for the resolved question
+    query: str  # what retrieval searched for (the question plus earlier turns' context)
 
 
 class SearchResponse(msgspec.Struct):

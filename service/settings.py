@@ -34,6 +34,10 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(_env("max_body_bytes", "1048576")))
     """Largest request body accepted."""
 
+    cors_origins: tuple[str, ...] = field(default_factory=lambda: tuple(
+        o.strip() for o in _env("cors_origins", "").split(",") if o.strip()))
+    """Origins allowed to call the API from a browser (comma-separated); none by default."""
+
     def with_overrides(self, **overrides) -> Settings:
         """A copy with every non-None override applied (CLI flags)."""
         names = {f.name for f in fields(self)}

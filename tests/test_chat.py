@@ -1,0 +1,176 @@
+"""POST /chat: follow-up resolution, the reply, streaming event order and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from litestar.testing import TestClient
+
+from service.app import create_app
+from service.chat import MAX_CHARS, MAX_MESSAGES, Message, resolve
+from service.qa import QAPipeline
+from service.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def pipeline(indexer, built_index):
+    return QAPipeline(Settings(index=built_index), indexer=indexer)
+
+
+@pytest.fixture(scope="module")
+def client(pipeline):
+    with TestClient(app=create_app(Settings(index=pipeline.settings.index), pipeline=pipeline),
+                    timeout=60) as c:
+        yield c
+
+
+def _conversation(first: str, second: str) -> list[dict]:
+    return [{"role": "user", "content": first},
+            {"role": "assistant", "content": "(an earlier reply)"},
+            {"role": "user", "content": second}]
+
+
+# (first question, follow-up, words the resolved question must contain,
+#  words the retrieval query must also carry, what the articles answer)
+CONVERSATIONS = [
+    ("When did Sergei Shoigu arrive in North Korea?", "who did he meet?",
+     ["Sergei Shoigu", "meet"], ["North Korea"], "Kim Jong"),
+    ("How many North Korean troops were sent to Russia?", "and how many more were sent later?",
+     ["how many more North Korean troops", "later"], ["Russia"], "1,000 to 3,000"),
+    ("Which region did North Korea deploy troops to?", "how many troops did it deploy there?",
+     ["North Korea deploy"], ["region"], "approximately 11,000"),
+    ("What treaty did Russia and North Korea establish?", "when was it established?",
+     ["treaty established"], ["Russia", "North Korea"], "2024"),
+    ("When did Sergei Shoigu arrive in North Korea?", "when was his previous visit?",
+     ["Sergei Shoigu's previous visit"], ["North Korea"], "September 2024"),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "in_question", "in_query", "expected"),
+                         CONVERSATIONS, ids=[c[1] for c in CONVERSATIONS])
+def test_follow_up_is_resolved_and_answered(pipeline, client, first, second, in_question,
+                                            in_query, expected):
+    messages = [Message(m["role"], m["content"]) for m in _conversation(first, second)]
+    resolved = resolve(pipeline.nlp, messages)
+    assert resolved.follow_up
+    for words in in_question:
+        assert words.lower() in resolved.question.lower(), resolved
+    for words in [*in_question, *in_query]:
+        assert words.lower() in resolved.query.lower(), resolved
+    r = client.post("/chat", json={"messages": _conversation(first, second)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answer"]["question"] == resolved.question and body["query"] == resolved.query
+    # The first answer, or the runner-up when the reply says the sources disagree.
+    top = body["answer"]["answers"][:2 if body["answer"]["conflict"] else 1]
+    assert any(expected in a["text"] for a in top), body["answer"]["answers"][:3]
+    assert expected in body["reply"] and "[1]" in body["reply"]
+
+
+def test_first_question_and_unrelated_question_are_not_rewritten(pipeline):
+    q = "What is the boiling point of mercury?"
+    assert resolve(pipeline.nlp, [Message("user", q)]).query == q
+    r = resolve(pipeline.nlp, [Message("user", "Who did Sergei Shoigu meet?"),
+                               Message("assistant", "Kim Jong Un [1]."), Message("user", q)])
+    assert not r.follow_up and r.question == q and r.query == q
+
+
+def test_reply_says_when_sources_disagree_with_each_value_and_marker(client):
+    body = client.post("/chat", json={"messages": [
+        {"role": "user", "content": "how many troops were reported?"}]}).json()
+    assert body["answer"]["conflict"] is True
+    assert body["reply"].startswith("The sources disagree")
+    n = 0
+    for a in body["answer"]["answers"][:2]:
+        assert a["text"] in body["reply"]
+        n += len(a["citations"])
+        assert f"[{n}]" in body["reply"]
+
+
+def test_reply_abstains_plainly(client):
+    body = client.post("/chat", json={"messages": [
+        {"role": "user", "content": "What is the boiling point of mercury?"}]}).json()
+    assert body["answer"]["answer"] is None
+    assert "could not find an answer" in body["reply"] and "[" not in body["reply"]
+
+
+def _events(text: str) -> list[tuple[str, dict]]:
+    out = []
+    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
+        lines = block.split("\n")
+        event = next(ln[6:].strip() for ln in lines if ln.startswith("event:"))
+        data = "\n".join(ln[5:].lstrip() for ln in lines if ln.startswith("data:"))
+        out.append((event, json.loads(data)))
+    return out
+
+
+def test_stream_events_come_in_order(client):
+    messages = _conversation("How many North Korean troops were sent to Russia?",
+                             "and how many more were sent later?")
+    r = client.post("/chat", json={"messages": messages, "stream": True})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = _events(r.text)
+    assert [e for e, _ in events] == ["passages", "answer", "done"]
+    passages, answer, done = (d for _, d in events)
+    assert passages["passages"] and passages["query"] == answer["query"]
+    assert any("1,000 to 3,000" in a["text"] for a in answer["answer"]["answers"][:2])
+    assert answer["answer"]["passages"] == passages["passages"]
+    assert "total" in done["timings_ms"]
+    # The streamed answer is the non-streamed body.
+    plain = client.post("/chat", json={"messages": messages}).json()
+    assert plain["reply"] == answer["reply"] and plain["answer"]["answers"] == \
+        answer["answer"]["answers"]
+
+
+def test_stream_reports_errors_as_an_error_event(client):
+    r = client.post("/chat", json={"stream": True, "top_k": 500,
+                                   "messages": [{"role": "user", "content": "who?"}]})
+    events = _events(r.text)
+    assert [e for e, _ in events] == ["error"]
+    assert events[0][1]["status_code"] == 422 and "top_k" in events[0][1]["detail"]
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ({"messages": []}, "empty"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+     "last message"),
+    ({"messages": [{"role": "user", "content": "q"}] * (MAX_MESSAGES + 1)}, "limit"),
+    ({"messages": [{"role": "user", "content": "x" * (MAX_CHARS + 1)}]}, "characters"),
+    ({"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "q"}]},
+     "role"),
+    ({"messages": [{"role": "user", "content": "   "}]}, "empty"),
+    ({"messages": [{"role": "user"}]}, "content"),
+    ({"messages": "hello"}, "messages"),
+    ({}, "messages"),
+])
+def test_bad_input_is_a_4xx_with_detail(client, body, needle):
+    for stream in (False, True):
+        r = client.post("/chat", json={**body, "stream": stream})
+        assert 400 <= r.status_code < 500, r.text
+        assert needle in r.json()["detail"], r.json()
+
+
+def test_page_and_assets_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/static/chat.js" in page.text and "https://" not in page.text
+    js = client.get("/static/chat.js")
+    assert js.status_code == 200 and ".innerHTML" not in js.text
+    assert client.get("/static/chat.css").status_code == 200
+
+
+def test_cors_only_for_configured_origins(pipeline, monkeypatch):
+    origin = {"Origin": "http://ui.example"}
+    with TestClient(app=create_app(Settings(index=pipeline.settings.index),
+                                   pipeline=pipeline)) as c:
+        assert "access-control-allow-origin" not in c.get("/health", headers=origin).headers
+    monkeypatch.setenv("ARTICLE_QA_CORS_ORIGINS", "http://ui.example, http://other.example")
+    settings = Settings(index=pipeline.settings.index)
+    assert settings.cors_origins == ("http://ui.example", "http://other.example")
+    with TestClient(app=create_app(settings, pipeline=pipeline)) as c:
+        r = c.get("/health", headers=origin)
+        assert r.headers["access-control-allow-origin"] == "http://ui.example"
+        assert "access-control-allow-origin" not in c.get(
+            "/health", headers={"Origin": "http://evil.example"}).headers
