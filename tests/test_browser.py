@@ -1,0 +1,139 @@
+"""The chat page in a real browser: Playwright driving Debian's Chromium against the real server.
+
+Screenshots go to test-artifacts/. Skips (with the reason) only where Chromium or
+Playwright is missing; .ci/run installs Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(index_copy):
+    port = _free_port()
+    exe = Path(sys.executable).with_name("article-qa")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen([str(exe), "serve", "--index", str(index_copy), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                    pytest.fail(f"server did not start:\n{out[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture()
+def page():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent; install it with `apt-get install -y chromium`")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install playwright)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        pg = browser.new_page(viewport={"width": 390, "height": 844})  # phone width
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+        yield pg
+        browser.close()
+        assert not errors, errors
+
+
+def _ask(page, question: str, n: int):
+    page.fill("#question", question)
+    page.keyboard.press("Enter")  # keyboard-friendly: Enter submits
+    turn = page.locator("li.turn.assistant").nth(n - 1)
+    turn.locator(".reply").wait_for(timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('li.turn.assistant')[{n - 1}].dataset.done === 'true'",
+        timeout=60_000)
+    return turn
+
+
+def test_chat_page_streams_cited_answers(server, page):
+    page.goto(server + "/")
+    turn = _ask(page, "How many North Korean troops were sent to Russia?", 1)
+    assert "disagree" in turn.locator(".reply").inner_text()
+    assert turn.locator(".disagree li").count() >= 2
+    first = turn.locator("button.citation").first
+    assert first.locator(".num").inner_text() == "[1]"
+    assert first.locator(".source").inner_text().strip()
+    mark = first.locator("mark").inner_text()
+    assert any(ch.isdigit() for ch in mark) and mark in turn.locator(".reply").inner_text()
+    assert "Confidence" in turn.locator(".meta").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
+
+    follow = _ask(page, "and how many more were sent later?", 2)
+    assert "1,000 to 3,000" in follow.locator(".reply").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "chat-follow-up.png"), full_page=True)
+
+    # Open a citation: the article with the quoted sentence highlighted and in view.
+    citation = follow.locator("button.citation").first
+    span = citation.locator("mark").inner_text()
+    citation.click()
+    dialog = page.locator("dialog#article")
+    dialog.wait_for(state="visible")
+    quoted = dialog.locator("#quoted")
+    assert quoted.locator("mark").inner_text() == span
+    assert quoted.is_visible()
+    assert page.evaluate("""() => { const r = document.getElementById('quoted')
+        .getBoundingClientRect(); const d = document.getElementById('article')
+        .getBoundingClientRect(); return r.bottom > d.top && r.top < d.bottom; }""")
+    page.screenshot(path=str(ARTIFACTS / "chat-article.png"))
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
+
+def test_chat_page_escapes_text_and_shows_abstention_and_errors(server, page):
+    page.goto(server + "/")
+    hostile = "<img src=x onerror=alert(1)>"
+    turn = _ask(page, hostile, 1)
+    assert page.locator("li.turn.user").first.inner_text() == hostile
+    assert page.locator("#log img").count() == 0
+    assert "could not find an answer" in turn.locator(".reply").inner_text()
+    assert turn.locator(".badge.abstain").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "chat-abstain-escaped.png"), full_page=True)
+    # A server error is shown, not swallowed (over the size limit -> 422 detail).
+    page.fill("#question", "x" * 2000)
+    page.evaluate("document.getElementById('question').value = 'y'.repeat(21000)")
+    page.keyboard.press("Enter")
+    page.locator("#error").wait_for(state="visible", timeout=30_000)
+    assert "limit" in page.locator("#error").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "chat-error.png"))
