@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -146,7 +147,7 @@ def index_info(index_dir, as_json) -> None:
         "chunk_overlap_sentences": m.chunk_overlap_sentences,
         "format_version": m.format_version, "size_bytes": sizes,
         "total_bytes": sum(sizes.values()), "last_build_seconds": m.last_build_seconds,
-        "updated_at": m.updated_at,
+        "updated_at": datetime.fromtimestamp(m.updated_at, UTC).isoformat(timespec="seconds"),
     }
     if as_json:
         click.echo(json.dumps(info, indent=2))
