@@ -329,6 +329,10 @@ class Index:
         return {r[0]: (r[1], r[2]) for r in rows}
 
     # -- search ----------------------------------------------------------------
+    def chunk_ids(self, doc_ids: set[str]) -> list[int]:
+        """Ids of the chunks of `doc_ids` (the filter both searches apply)."""
+        return [c.id for c in self.chunk_refs.values() if c.doc_id in doc_ids]
+
     def search_dense(self, query_vector: np.ndarray, k: int,
                      doc_ids: set[str] | None = None) -> list[tuple[int, float]]:
         """Top-k chunk ids by inner product (cosine for unit vectors), best first."""
@@ -339,8 +343,7 @@ class Index:
         q = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
         params = None
         if doc_ids is not None:
-            allowed = np.array([c.id for c in self.chunk_refs.values() if c.doc_id in doc_ids],
-                               dtype=np.int64)
+            allowed = np.array(self.chunk_ids(doc_ids), dtype=np.int64)
             if allowed.size == 0:
                 return []
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
@@ -357,7 +360,7 @@ class Index:
         sql = "SELECT rowid, -bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
         args: list = [match]
         if doc_ids is not None:
-            allowed = [c.id for c in self.chunk_refs.values() if c.doc_id in doc_ids]
+            allowed = self.chunk_ids(doc_ids)
             if not allowed:
                 return []
             sql += f" AND rowid IN ({','.join(str(int(i)) for i in allowed)})"
