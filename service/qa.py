@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from indexing.articles import Article
@@ -20,6 +20,7 @@ from indexing.errors import DocumentNotFoundError, DuplicateDocumentError
 from indexing.pipeline import Indexer, add_articles, build, remove_documents
 from indexing.store import Index, live_generation
 from service.answers import Answer, aggregate
+from service.cache import LRUCache
 from service.retrieval import Passage, Retriever
 from service.settings import Settings
 
@@ -31,6 +32,9 @@ READER_SPANS = 40
 # Passages whose sentences the reader reads, whatever top_k shows: enough to reach the
 # other articles that agree or disagree (dev F1 within 0.01 of reading 5).
 EVIDENCE_PASSAGES = 8
+# Answers to repeated questions, per index generation (analysts re-run the same query,
+# a chat page re-asks after a reload); 0 turns the cache off.
+ANSWER_CACHE = 256
 
 
 class QuestionError(ValueError):
@@ -74,6 +78,7 @@ class Retrieved:
 class _Snapshot:
     index: Index
     retriever: Retriever
+    answers: LRUCache[QAResult]
 
 
 class QAPipeline:
@@ -109,7 +114,7 @@ class QAPipeline:
     def _open(self) -> _Snapshot:
         index = Index.open(Path(self.settings.index), expect_model=self.embedder.name)
         return _Snapshot(index, Retriever(index, self.embedder, self.nlp.vocab,
-                                          mode=self.retrieval_mode))
+                                          mode=self.retrieval_mode), LRUCache(ANSWER_CACHE))
 
     @property
     def index(self) -> Index:
@@ -146,12 +151,22 @@ class QAPipeline:
         `query`, when given, is what retrieval searches for instead of the question (a chat
         follow-up carries earlier turns' entities there); the reader still reads `question`.
         """
-        return self.read(self.retrieve(question, top_k, doc_ids, query=query))
+        t0 = time.perf_counter()
+        snap = self._snapshot
+        key = (question, top_k, tuple(doc_ids) if doc_ids is not None else None, query)
+        cached = snap.answers.get(key)
+        if cached is not None:
+            total = round((time.perf_counter() - t0) * 1000, 2)
+            return replace(cached, timings_ms={"embed": 0.0, "retrieve": 0.0, "read": 0.0,
+                                               "total": total, "cached": 1.0})
+        result = self.read(self.retrieve(question, top_k, doc_ids, query=query, snapshot=snap))
+        snap.answers.put(key, result)
+        return result
 
     def retrieve(self, question: str, top_k: int = 5, doc_ids: Sequence[str] | None = None,
-                 *, query: str | None = None) -> Retrieved:
+                 *, query: str | None = None, snapshot: _Snapshot | None = None) -> Retrieved:
         """The first half of `ask`: check the question and find the passages to read."""
-        snap = self._snapshot  # one generation for the whole request
+        snap = snapshot or self._snapshot  # one generation for the whole request
         question = self._check(question, top_k, doc_ids, snap.index)
         query = self._check(query, top_k, None, snap.index) if query else question
         t0 = time.perf_counter()

@@ -35,12 +35,15 @@ from spacy.attrs import (
 )
 from spacy.parts_of_speech import NAMES as POS_NAMES
 
+from service.cache import LRUCache
 from service.question import Question, analyse
 from service.retrieval import Evidence
 
 MODEL_PATH = Path(__file__).with_name("reader_model.json")
 MAX_SENTENCES = 8  # sentences whose spans are scored, best by cosine + overlap
 MAX_SPAN_TOKENS = 25
+TOKEN_TABLE_CACHE = 4096  # sentences whose token tables are kept (see Reader.token_table)
+QUESTION_CACHE = 1024  # analysed questions (a chat re-reads its question on every turn)
 WINDOW = 4  # tokens either side of a span that count as its context
 
 _ENT_LABELS = ("PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART",
@@ -199,6 +202,18 @@ class Reader:
         self.span_model = _Linear.from_json(model["span"], len(SPAN_FEATURES))
         self.confidence_model = _Linear.from_json(model["confidence"], len(CONFIDENCE_FEATURES))
         self.threshold = float(model["threshold"])
+        self._tables: LRUCache[tuple[object, list[tuple]]] = LRUCache(TOKEN_TABLE_CACHE)
+        self._questions: LRUCache[Question] = LRUCache(QUESTION_CACHE)
+
+    def token_table(self, ev: Evidence) -> list[tuple]:
+        """`_token_table(ev.doc)`, remembered while the retriever keeps handing out that Doc."""
+        key = (ev.doc_id, ev.start, ev.text)
+        hit = self._tables.get(key)
+        if hit is not None and hit[0] is ev.doc:
+            return hit[1]
+        table = _token_table(ev.doc)
+        self._tables.put(key, (ev.doc, table))
+        return table
 
     def read(self, question: str, question_vector: np.ndarray, evidence: Sequence[Evidence],
              df: Callable[[Sequence[str]], dict[str, int]] | None = None, n_docs: int | None = None,
@@ -233,8 +248,11 @@ class Reader:
                   df: Callable[[Sequence[str]], dict[str, int]] | None = None,
                   n_docs: int | None = None) -> Featurized:
         """Analyse the question, generate candidate spans and compute their features."""
-        q = analyse(self.nlp, question)
-        return featurize(q, question_vector, evidence, df, n_docs)
+        q = self._questions.get(question)
+        if q is None:
+            q = analyse(self.nlp, question)
+            self._questions.put(question, q)
+        return featurize(q, question_vector, evidence, df, n_docs, tables=self.token_table)
 
 
 def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
@@ -278,7 +296,8 @@ def _idf(df_count: int | None, n_docs: int | None) -> float:
 
 def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evidence],
               df: Callable[[Sequence[str]], dict[str, int]] | None = None,
-              n_docs: int | None = None) -> Featurized:
+              n_docs: int | None = None,
+              tables: Callable[[Evidence], list[tuple]] | None = None) -> Featurized:
     """Candidates and span features for an analysed question (see `SPAN_FEATURES`)."""
     if not evidence:
         return Featurized(q, (), np.zeros((0, len(SPAN_FEATURES)), np.float32), {})
@@ -293,7 +312,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
     sents = []
     found_terms: set[str] = set()
     for ev in evidence:
-        toks = _token_table(ev.doc)
+        toks = tables(ev) if tables is not None else _token_table(ev.doc)
         w = np.zeros(len(toks) + 1, np.float32)
         matched_terms: set[str] = set()
         for i, tok in enumerate(toks):

@@ -14,6 +14,7 @@ import numpy as np
 
 from indexing.sentences import to_spacy_doc
 from indexing.store import Index
+from service.cache import LRUCache
 
 # Reciprocal-rank fusion, tuned on the dev splits (answer F1 bundled dev / SQuAD dev):
 # equal weights, k=60: 0.523 / 0.440 (first reader); with the refit reader, dense 0.25 and
@@ -25,6 +26,9 @@ DENSE_WEIGHT = 0.25
 LEXICAL_WEIGHT = 1.0
 CANDIDATES = 50  # per retriever, before fusion
 DUPLICATE_COSINE = 0.95
+# Rebuilt sentences (text, spaCy Doc, vector) kept per index generation: popular passages
+# come back across questions, and rebuilding a Doc is a third of retrieval's time.
+SENTENCE_CACHE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class Retriever:
         self.embedder = embedder
         self.vocab = vocab
         self.mode = mode
+        self._sentences: LRUCache[Evidence] = LRUCache(SENTENCE_CACHE)
 
     def fused(self, query: str, k: int, doc_ids: Sequence[str] | None = None,
               query_vector: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -141,19 +146,35 @@ class Retriever:
                 title, source = meta.get(ref.doc_id, (None, None))
                 sources.append((ref.doc_id, ref.first_sentence, ref.last_sentence, title, source))
             for doc_id, first, last, title, source in sources:
-                text = texts[doc_id]
-                for s in self.index.sentences(doc_id, first, last):
-                    if (s.doc_id, s.ord) in seen:
+                for base in self._sentence_range(doc_id, first, last, texts, title, source):
+                    if (doc_id, base.ord) in seen:
                         continue
-                    seen.add((s.doc_id, s.ord))
-                    sentence_text = text[s.start:s.end]
+                    seen.add((doc_id, base.ord))
                     out.append(Evidence(
-                        doc_id=s.doc_id, title=title, source=source, start=s.start, end=s.end,
-                        text=sentence_text,
-                        doc=to_spacy_doc(self.vocab, sentence_text, s.annotation),
-                        vector=s.vector, passage_rank=rank, passage_score=p.score, ord=s.ord,
+                        doc_id=doc_id, title=title, source=source, start=base.start,
+                        end=base.end, text=base.text, doc=base.doc, vector=base.vector,
+                        passage_rank=rank, passage_score=p.score, ord=base.ord,
                     ))
         return out
+
+    def _sentence_range(self, doc_id: str, first: int, last: int, texts: dict[str, str],
+                        title: str | None, source: str | None) -> list[Evidence]:
+        """Sentences first..last of one document, rebuilt once per generation (cached)."""
+        found = [self._sentences.get((doc_id, o)) for o in range(first, last + 1)]
+        missing = [first + i for i, e in enumerate(found) if e is None]
+        if missing:
+            text = texts[doc_id]
+            for s in self.index.sentences(doc_id, missing[0], missing[-1]):
+                if found[s.ord - first] is not None:
+                    continue
+                sentence_text = text[s.start:s.end]
+                base = Evidence(doc_id=doc_id, title=title, source=source, start=s.start,
+                                end=s.end, text=sentence_text,
+                                doc=to_spacy_doc(self.vocab, sentence_text, s.annotation),
+                                vector=s.vector, ord=s.ord)
+                self._sentences.put((doc_id, s.ord), base)
+                found[s.ord - first] = base
+        return [e for e in found if e is not None]
 
 
 def _with_duplicate(p: Passage, ref) -> Passage:
