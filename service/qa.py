@@ -85,7 +85,7 @@ class QAPipeline:
     """Loads models and the index once; answers questions; applies document writes safely."""
 
     def __init__(self, settings: Settings, indexer: Indexer | None = None, reader=None,
-                 retrieval_mode: str = "hybrid"):
+                 retrieval_mode: str = "hybrid", answer_cache: int | None = None):
         from service.reader import Reader
 
         self.settings = settings
@@ -96,6 +96,7 @@ class QAPipeline:
         self.nlp = self.indexer.nlp
         self.reader = reader or Reader(self.nlp)
         self.retrieval_mode = retrieval_mode
+        self.answer_cache = ANSWER_CACHE if answer_cache is None else answer_cache
         self._write_lock = threading.Lock()
         self._snapshot = self._open()
 
@@ -114,7 +115,7 @@ class QAPipeline:
     def _open(self) -> _Snapshot:
         index = Index.open(Path(self.settings.index), expect_model=self.embedder.name)
         return _Snapshot(index, Retriever(index, self.embedder, self.nlp.vocab,
-                                          mode=self.retrieval_mode), LRUCache(ANSWER_CACHE))
+                                          mode=self.retrieval_mode), LRUCache(self.answer_cache))
 
     @property
     def index(self) -> Index:

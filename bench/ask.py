@@ -1,0 +1,88 @@
+"""In-process question answering latency: `QAPipeline.ask` as `/ask` calls it.
+
+    python bench/ask.py --index index --runs 5
+
+Each run asks every benchmark question once (at least 200: the bundled gold questions
+and their lower-cased, unpunctuated variants) with the answer cache off, so every
+question is answered from scratch; the per-generation sentence caches stay warm between
+runs, as in a running server. Reports p50/p95/p99 of the total and the median of each
+stage (embed, retrieve, read), as median (min-max) over the runs, plus one figure for a
+repeated question served from the answer cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fmt, machine, percentile, questions, summary
+
+
+def run(index: Path, runs: int) -> dict:
+    from service.qa import QAPipeline
+    from service.settings import Settings
+
+    qs = questions(200)
+    pipeline = QAPipeline(Settings(index=index), answer_cache=0)
+    for q in qs[:10]:  # load lazily-initialised parts outside the timed runs
+        pipeline.ask(q)
+    per_run: dict[str, list[float]] = {k: [] for k in
+                                       ("p50", "p95", "p99", "embed", "retrieve", "read")}
+    for _ in range(runs):
+        totals, stages = [], {"embed": [], "retrieve": [], "read": []}
+        for q in qs:
+            started = time.perf_counter()
+            result = pipeline.ask(q)
+            totals.append((time.perf_counter() - started) * 1000)
+            for k in stages:
+                stages[k].append(result.timings_ms[k])
+        for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+            per_run[name].append(percentile(totals, q))
+        for k, v in stages.items():
+            per_run[k].append(statistics.median(v))
+    cached = QAPipeline(Settings(index=index), indexer=pipeline.indexer, reader=pipeline.reader)
+    cached.ask(qs[0])
+    hits = []
+    for _ in range(200):
+        started = time.perf_counter()
+        cached.ask(qs[0])
+        hits.append((time.perf_counter() - started) * 1000)
+    return {"questions": len(qs), "runs": runs,
+            **{k: summary(v, 2) for k, v in per_run.items()},
+            "cached_p50": round(statistics.median(hits), 3)}
+
+
+def markdown(r: dict) -> str:
+    return "\n".join([
+        f"{r['questions']} distinct questions per run, answer cache off, {r['runs']} runs; "
+        "median (min-max) over runs, milliseconds.",
+        "",
+        "| p50 | p95 | p99 | embed (median) | retrieve (median) | read (median) |",
+        "|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(fmt(r[k]) for k in ("p50", "p95", "p99", "embed", "retrieve", "read"))
+        + " |",
+        "",
+        f"A repeated question answered from the answer cache: p50 {r['cached_p50']} ms.",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=Path("index"))
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = {"machine": machine(), "ask": run(args.index, args.runs)}
+    print(markdown(result["ask"]))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
