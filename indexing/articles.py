@@ -182,6 +182,8 @@ def parse_jsonl_line(line: str, where: str, path: str | None = None) -> Article:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise CorpusError(f"{where}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise CorpusError(f"{where}: JSON nested too deeply to read") from None
     return article_from_mapping(obj, where, path)
 
 

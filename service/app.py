@@ -7,9 +7,12 @@ blocks the event loop. Domain errors are mapped to HTTP statuses in one place.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -17,10 +20,11 @@ import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
+from litestar.datastructures import MutableScopeHeaders, State
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import File, ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
@@ -45,11 +49,22 @@ from service.schemas import (
     DocumentList,
     DocumentOut,
     DocumentSummary,
+    ErrorOut,
     Health,
     SearchResponse,
+    StrictStructSchemaPlugin,
     ask_response,
     document_out,
     passage_out,
+)
+from service.security import (
+    RateLimit,
+    RateLimiter,
+    access_guard,
+    access_rules,
+    add_security_headers,
+    document_access,
+    redact,
 )
 from service.settings import Settings
 
@@ -66,8 +81,10 @@ _STATUS = {
 }
 
 
-def _error(status: int, detail: str) -> Response:
-    return Response({"status_code": status, "detail": detail}, status_code=status)
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    # Every error body passes through redact: no file paths or tracebacks reach a client.
+    return Response({"status_code": status, "detail": redact(detail)}, status_code=status,
+                    headers=headers)
 
 
 def domain_error_handler(_: Request, exc: ArticleQAError | ValueError) -> Response:
@@ -87,19 +104,101 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
                  if isinstance(e, dict)]
         if parts:
             detail = f"{detail}: " + "; ".join(parts)
-    return _error(exc.status_code, detail)
+    # Keep Retry-After (429), WWW-Authenticate (401) and Allow (405).
+    return _error(exc.status_code, detail, headers=dict(exc.headers or {}) or None)
+
+
+def _disk_full(exc: Exception) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or \
+        "disk is full" in str(exc)
 
 
 def internal_error_handler(_: Request, exc: Exception) -> Response:
+    if _disk_full(exc):
+        # The write was discarded before it was published; the index is as it was.
+        log.error("index write failed: %s", exc)
+        return _error(507, "the index volume is full, so the change was not saved and the "
+                           "index is unchanged; free disk space and retry")
     log.exception("unhandled error", exc_info=exc)
     return _error(500, "internal error; the server log has the details")
+
+
+def nesting_error_handler(_: Request, exc: RecursionError) -> Response:
+    # msgspec decodes a body of 100,000 nested brackets by recursion, and gives up.
+    return _error(400, "the request body is nested too deeply to decode; send the JSON "
+                       "object the route documents")
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request: not JSON, wrong types or unknown fields (`detail` says which)",
+    401: "No API key sent, and this deployment requires one (ARTICLE_QA_API_KEY / _READ_API_KEY)",
+    403: "The API key sent is not valid for this route",
+    404: "Unknown doc_id",
+    409: "The doc_id exists already; send ?replace=true to replace it",
+    413: "The request body is larger than ARTICLE_QA_MAX_BODY_BYTES",
+    422: "Well-formed but unusable input (empty question, top_k out of range, bad doc_id, ...)",
+    429: "Too many requests from this client; wait for the seconds in Retry-After",
+    503: "The index on disk cannot be read; `detail` names the fix",
+    507: "The index volume is full; the change was not saved",
+}
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI description of the error statuses a route can answer with."""
+    return {s: ResponseSpec(data_container=ErrorOut, description=_DESCRIPTIONS[s],
+                            generate_examples=False) for s in statuses}
+
+
+READ = (400, 401, 403, 429)  # every rate-limited reading route
+WRITE = (400, 401, 403, 503, 507)
+# Route options read by the guards in service.security.
+LIMITED_READ = {"access": "read", "rate_limited": True}
+READ_ONLY = {"access": "read"}
+WRITE_ACCESS = {"access": "write"}
+
+
+@dataclass
+class _ChatOperation(Operation):
+    """POST /chat answers JSON, or text/event-stream when the request says `stream: true`."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if ok is not None and not isinstance(ok, dict) and getattr(ok, "content", None) is not None:
+            # One server-sent event: its name and its JSON payload.
+            ok.content["text/event-stream"] = OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.OBJECT, required=["event", "data"],
+                description="events `passages`, `answer` (the JSON body), `done`; or `error` "
+                            "(`status_code`, `detail`) in place of what is left",
+                properties={
+                    "event": Schema(enum=["passages", "answer", "done", "error"]),
+                    "data": Schema(type=OpenAPIType.STRING, content_media_type="application/json"),
+                }))
+
+
+async def _allow_all_methods(message, scope) -> None:
+    """Before-send hook: OPTIONS lists every method of the path.
+
+    Litestar (2.25) builds a path's automatic OPTIONS handler when the path's first handler
+    registers, so `OPTIONS /documents` would leave out POST, added later.
+    """
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+        return
+    template = scope.get("path_template")
+    methods = {m for route in scope["app"].routes if route.path_format == template
+               for m in getattr(route, "methods", ())}
+    headers = MutableScopeHeaders.from_message(message)
+    if methods and "allow" in headers:
+        headers["allow"] = ", ".join(sorted(methods))
 
 
 def _pipeline(state: State) -> QAPipeline:
     return state.qa
 
 
-@post("/ask", status_code=200, sync_to_thread=True, summary="Answer a question with citations")
+@post("/ask", status_code=200, sync_to_thread=True, summary="Answer a question with citations",
+      responses=_errors(*READ, 404, 413, 422), opt=LIMITED_READ)
 def ask(data: JSONBody[AskRequest], state: State) -> AskResponse:
     """Extractive answers with citations, or `answer: null` when the corpus does not answer."""
     return ask_response(_pipeline(state).ask(data.question, data.top_k, data.doc_ids))
@@ -131,15 +230,16 @@ async def _chat_events(qa: QAPipeline, resolved: Resolved, top_k: int
         yield _sse("done", {"timings_ms": result.timings_ms})
     except (ArticleQAError, QuestionError) as exc:
         status = domain_error_handler(None, exc).status_code  # type: ignore[arg-type]
-        yield _sse("error", {"status_code": status, "detail": str(exc)})
+        yield _sse("error", {"status_code": status, "detail": redact(str(exc))})
     except Exception as exc:  # the stream has started: report it in-band, not as a 500
         log.exception("chat stream failed", exc_info=exc)
         yield _sse("error", {"status_code": 500,
                              "detail": "internal error; the server log has the details"})
 
 
-@post("/chat", status_code=200, summary="Answer the last message of a conversation")
-async def chat(data: JSONBody[ChatRequest], state: State) -> Response:
+@post("/chat", status_code=200, summary="Answer the last message of a conversation",
+      responses=_errors(*READ, 413, 422), operation_class=_ChatOperation, opt=LIMITED_READ)
+async def chat(data: JSONBody[ChatRequest], state: State) -> Response[ChatResponse]:
     """A follow-up is resolved against earlier user turns, then answered like /ask.
 
     `stream: true` returns text/event-stream: `passages`, then `answer` (the non-streamed
@@ -164,10 +264,11 @@ def chat_page() -> File:
                 content_disposition_type="inline")
 
 
-@get("/search", sync_to_thread=True, summary="Hybrid passage search")
+@get("/search", sync_to_thread=True, summary="Hybrid passage search",
+     responses=_errors(*READ, 422), opt=LIMITED_READ)
 def search(
     state: State,
-    q: Annotated[str, Parameter(description="search text", max_length=2000)],
+    q: Annotated[str, Parameter(description="search text", min_length=1, max_length=2000)],
     k: Annotated[int, Parameter(description="number of passages", ge=1, le=50)] = 5,
 ) -> SearchResponse:
     """The k passages most relevant to `q` (dense + BM25, fused)."""
@@ -175,7 +276,8 @@ def search(
     return SearchResponse(query=q, passages=[passage_out(p) for p in passages])
 
 
-@get("/documents", sync_to_thread=True, summary="List indexed documents")
+@get("/documents", sync_to_thread=True, summary="List indexed documents",
+     responses=_errors(401, 403), opt=READ_ONLY)
 def list_documents(state: State) -> DocumentList:
     index = _pipeline(state).index
     lengths = index.document_lengths()
@@ -186,12 +288,14 @@ def list_documents(state: State) -> DocumentList:
     ])
 
 
-@get("/documents/{doc_id:str}", sync_to_thread=True, summary="Get one document")
+@get("/documents/{doc_id:str}", sync_to_thread=True, summary="Get one document",
+     responses=_errors(401, 403, 404), opt=READ_ONLY)
 def get_document(doc_id: FromPath[str], state: State) -> DocumentOut:
     return document_out(_pipeline(state).index.document(doc_id))
 
 
-@post("/documents", status_code=201, sync_to_thread=True, summary="Add a document")
+@post("/documents", status_code=201, sync_to_thread=True, summary="Add a document",
+      responses=_errors(*WRITE, 409, 413, 422), opt=WRITE_ACCESS)
 def add_document(
     data: JSONBody[DocumentIn], state: State,
     replace: Annotated[bool, Parameter(description="replace an existing doc_id")] = False,
@@ -203,7 +307,7 @@ def add_document(
 
 
 @delete("/documents/{doc_id:str}", status_code=204, sync_to_thread=True,
-        summary="Delete a document")
+        summary="Delete a document", responses=_errors(*WRITE, 404), opt=WRITE_ACCESS)
 def delete_document(doc_id: FromPath[str], state: State) -> None:
     _pipeline(state).remove_document(doc_id)
 
@@ -229,18 +333,25 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
                 lambda: QAPipeline.load(settings, build_if_empty=build_if_empty))
         yield
 
-    return Litestar(
+    # Keys and rate limits come with each app's settings; routes name theirs in `opt`.
+    rules = access_rules(settings)
+    limiter = RateLimiter(RateLimit.parse(settings.rate_limit, settings.rate_burst))
+    app = Litestar(
         route_handlers=[ask, search, list_documents, get_document, add_document,
                         delete_document, health, chat, chat_page,
                         create_static_files_router(path="/static", directories=[STATIC],
                                                    include_in_schema=False)],
         lifespan=[lifespan],
+        guards=[access_guard(rules), limiter],
+        before_send=[add_security_headers, _allow_all_methods],
+        plugins=[StrictStructSchemaPlugin()],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
         if settings.cors_origins else None,
         exception_handlers={
             ArticleQAError: domain_error_handler,
             QuestionError: domain_error_handler,
             HTTPException: http_error_handler,
+            RecursionError: nesting_error_handler,
             Exception: internal_error_handler,
         },
         openapi_config=OpenAPIConfig(
@@ -251,3 +362,5 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
+    document_access(app, rules)
+    return app

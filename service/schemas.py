@@ -2,33 +2,61 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 
 from indexing.store import DocumentRecord
 from service.answers import Answer
 from service.qa import QAResult
 from service.retrieval import Passage
 
+# Longest article text POST /documents indexes: a request holds the index's writer lock
+# while it is parsed and embedded, so its size bounds how long other writers wait.
+MAX_DOCUMENT_CHARS = 100_000
+DOC_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+def documented(**constraints) -> msgspec.Meta:
+    """OpenAPI constraints that the QA pipeline (not the decoder) enforces, with a 422.
+
+    Schema clients and fuzzers then generate valid values, while bad ones keep their
+    readable 422 message instead of the decoder's 400.
+    """
+    return msgspec.Meta(extra_json_schema={"extra": constraints})
+
+
+class StrictStructSchemaPlugin(StructSchemaPlugin):
+    """Structs that reject unknown fields say so: `additionalProperties: false`."""
+
+    def to_openapi_schema(self, field_definition, schema_creator):
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        if field_definition.type_.__struct_config__.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
+
 
 class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     """POST /ask body."""
 
-    question: str
-    top_k: int = 5
+    question: Annotated[str, documented(min_length=1, max_length=2000, pattern=r"\S")]
+    top_k: Annotated[int, documented(minimum=1, maximum=50)] = 5
     doc_ids: list[str] | None = None
 
 
 class ChatMessage(msgspec.Struct, forbid_unknown_fields=True):
-    role: str  # "user" | "assistant"; checked by service.chat so the error names the fix
-    content: str
+    # "user" | "assistant"; checked by service.chat so the error names the fix
+    role: Annotated[str, documented(enum=["user", "assistant"])]
+    content: Annotated[str, documented(max_length=20_000)]
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     """POST /chat body: the conversation so far, ending with the user's question."""
 
-    messages: list[ChatMessage]
+    messages: Annotated[list[ChatMessage], documented(min_items=1, max_items=50)]
     stream: bool = False
-    top_k: int = 5
+    top_k: Annotated[int, documented(minimum=1, maximum=50)] = 5
 
 
 class CitationOut(msgspec.Struct):
@@ -106,8 +134,8 @@ class DocumentOut(msgspec.Struct):
 class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
     """POST /documents body: one article in the JSONL corpus format."""
 
-    doc_id: str
-    text: str
+    doc_id: Annotated[str, documented(pattern=DOC_ID_PATTERN)]
+    text: Annotated[str, msgspec.Meta(max_length=MAX_DOCUMENT_CHARS), documented(pattern=r"\S")]
     title: str | None = None
     source: str | None = None
     url: str | None = None

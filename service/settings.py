@@ -38,6 +38,18 @@ class Settings:
         o.strip() for o in _env("cors_origins", "").split(",") if o.strip()))
     """Origins allowed to call the API from a browser (comma-separated); none by default."""
 
+    api_key: str = field(default_factory=lambda: _env("api_key", ""))
+    """Key required by the write routes (POST/DELETE /documents); empty leaves them open."""
+    read_api_key: str = field(default_factory=lambda: _env("read_api_key", ""))
+    """Key required by the reading routes (the write key works too); empty leaves them open."""
+    rate_limit: str = field(default_factory=lambda: _env("rate_limit", "600/minute"))
+    """Per-client limit on /ask, /chat and /search, e.g. '600/minute'; '0' disables it."""
+    rate_burst: int = field(default_factory=lambda: int(_env("rate_burst", "60")))
+    """Requests a client may send at once before the sustained rate applies (0: one period's)."""
+    allow_open_writes: bool = field(default_factory=lambda: _env(
+        "allow_open_writes", "").strip().lower() in ("1", "true", "yes", "on"))
+    """Let `serve` bind a non-loopback address while the write routes need no key."""
+
     def with_overrides(self, **overrides) -> Settings:
         """A copy with every non-None override applied (CLI flags)."""
         names = {f.name for f in fields(self)}
