@@ -47,8 +47,8 @@ class Indexer:
     """Turns articles into IndexedDocuments with one loaded spaCy pipeline and embedder."""
 
     def __init__(self, model: str = DEFAULT_MODEL, chunk: ChunkParams | None = None,
-                 embedder: Embedder | None = None, nlp=None):
-        self.embedder = embedder or Embedder(model)
+                 embedder: Embedder | None = None, nlp=None, backend: str | None = None):
+        self.embedder = embedder or Embedder(model, backend=backend)
         self.nlp = nlp or load_nlp()
         self.chunk = chunk or ChunkParams()
         self.stage_seconds: dict[str, float] = {"sentences": 0.0, "chunk": 0.0, "embed": 0.0}

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from indexing.embedding import DEFAULT_MODEL
+from indexing.embedding import DEFAULT_BACKEND, DEFAULT_MODEL
 
 
 def _env(name: str, default: str) -> str:
@@ -23,6 +23,8 @@ class Settings:
     """Corpus indexed by `serve` when the index directory is empty."""
     model: str = field(default_factory=lambda: _env("model", DEFAULT_MODEL))
     """Embedding model: a name or a local directory."""
+    embed_backend: str = field(default_factory=lambda: _env("embed_backend", DEFAULT_BACKEND))
+    """Embedding backend: torch, onnx or onnx-int8 (ONNX exports are cached on first use)."""
     host: str = field(default_factory=lambda: _env("host", "127.0.0.1"))
     """Address `serve` binds."""
     port: int = field(default_factory=lambda: int(_env("port", "8000")))
