@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except ArticleQAError as exc:
             _fail(str(exc))
-        except (ValueError, OSError, RuntimeError) as exc:
+        except (ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
             _fail(f"{exc.__class__.__name__}: {exc}")
         except KeyboardInterrupt:
             _fail("interrupted", 130)
@@ -165,20 +166,104 @@ def index_info(index_dir, as_json) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="port [default 8000]")
 @click.option("--corpus", type=click.Path(path_type=Path), default=None,
               help="corpus indexed first when the index directory is empty [data/articles]")
+@click.option("--allow-open-writes", is_flag=True, default=False,
+              help="bind a non-loopback --host although POST/DELETE /documents need no key "
+                   "(ARTICLE_QA_API_KEY unset) [env ARTICLE_QA_ALLOW_OPEN_WRITES]")
 @friendly_errors
-def serve(index_dir, host, port, corpus) -> None:
-    """Start the HTTP API (builds the index first when the directory has none)."""
+def serve(index_dir, host, port, corpus, allow_open_writes) -> None:
+    """Start the HTTP API (builds the index first when the directory has none).
+
+    Write routes are open unless ARTICLE_QA_API_KEY is set, so a non-loopback --host
+    needs the key or --allow-open-writes.
+    """
     import uvicorn
 
     from service.app import create_app
     from service.qa import QAPipeline
+    from service.security import RateLimit, is_loopback, writes_are_open
 
-    s = Settings().with_overrides(index=index_dir, host=host, port=port, corpus=corpus)
-    # Load (and build) before binding, so a broken index fails here with a clear message.
+    s = Settings().with_overrides(index=index_dir, host=host, port=port, corpus=corpus,
+                                  allow_open_writes=allow_open_writes or None)
+    if not is_loopback(s.host) and writes_are_open(s) and not s.allow_open_writes:
+        _fail(f"refusing to serve on {s.host}: anyone who can reach it could add and delete "
+              "documents. Set ARTICLE_QA_API_KEY (clients then send `Authorization: Bearer "
+              "<key>`), bind 127.0.0.1, or pass --allow-open-writes to accept that", 2)
+    RateLimit.parse(s.rate_limit, s.rate_burst)  # a typo fails now, not after the models load
+    # Check the index before loading models (seconds), so a damaged one fails fast and
+    # clearly; then load (and build) before binding.
+    _verify_index(Path(s.index))
     pipeline = QAPipeline.load(s, build_if_empty=True)
     click.echo(f"serving {pipeline.index.document_count} documents on http://{s.host}:{s.port}",
                err=True)
     uvicorn.run(create_app(s, pipeline=pipeline), host=s.host, port=s.port, log_level="info")
+
+
+def _verify_index(index_dir: Path) -> None:
+    """Raise CorruptIndexError unless the index (if there is one) opens, its store passes
+    SQLite's quick_check and every document matches the hash the manifest records."""
+    import sqlite3
+
+    from indexing.articles import Article
+    from indexing.errors import CorruptIndexError
+    from indexing.store import Index, live_generation
+
+    if not index_dir.exists() or live_generation(index_dir) is None:
+        return  # serve builds it
+    ix = Index.open(index_dir)
+    fix = f"rebuild it with `article-qa index build --index {index_dir} --rebuild`"
+    try:
+        check = ix.conn().execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise CorruptIndexError(f"index {index_dir}: store.sqlite fails its integrity check "
+                                    f"({check.splitlines()[-1][:160]}); {fix}")
+        recorded = ix.manifest.documents
+        rows = ix.conn().execute("SELECT doc_id, title, summary, source, url, published, uuid, "
+                                 "text FROM documents")
+        for doc_id, title, summary, source, url, published, uuid, text in rows:
+            article = Article(doc_id=doc_id, text=text, title=title, summary=summary,
+                              source=source, url=url, published=published, uuid=uuid)
+            if recorded.get(doc_id) != article.content_hash:
+                raise CorruptIndexError(f"index {index_dir}: document {doc_id!r} does not match "
+                                        f"the hash in its manifest; {fix}")
+        if getattr(ix.manifest, "index_type", "flat") == "flat" and not _unit_vectors(ix):
+            # A flat index stores the embeddings exactly, and the embedder normalises them.
+            raise CorruptIndexError(f"index {index_dir}: vectors.faiss holds vectors that are "
+                                    f"not the unit-length embeddings written; {fix}")
+        if not _unit_sentence_vectors(ix):
+            raise CorruptIndexError(f"index {index_dir}: store.sqlite holds sentence vectors "
+                                    f"that are not the unit-length embeddings written; {fix}")
+    except sqlite3.Error as exc:
+        raise CorruptIndexError(f"index {index_dir}: store.sqlite is unreadable ({exc}); "
+                                f"{fix}") from None
+    finally:
+        ix.close()
+
+
+def _unit_vectors(ix, batch: int = 8192) -> bool:
+    import numpy as np
+
+    ids = np.array(sorted(ix.chunk_refs), dtype=np.int64)
+    for i in range(0, len(ids), batch):
+        try:
+            stored = ix.vectors.reconstruct_batch(ids[i:i + batch])
+        except RuntimeError:  # an id the store has and the vectors lack
+            return False
+        if not np.isfinite(stored).all() or \
+                np.abs(np.linalg.norm(stored, axis=1) - 1.0).max() > 1e-3:
+            return False
+    return True
+
+
+def _unit_sentence_vectors(ix) -> bool:
+    import numpy as np
+
+    dim = ix.manifest.dim
+    for (blob,) in ix.conn().execute("SELECT vector FROM sentences"):
+        v = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        # float16 keeps about three digits: a norm within 1% of 1 is intact.
+        if v.shape != (dim,) or not np.isfinite(v).all() or abs(np.linalg.norm(v) - 1) > 0.01:
+            return False
+    return True
 
 
 def _highlight(quote: str, start: int, end: int) -> str:

@@ -58,9 +58,16 @@ def presented_key(connection: ASGIConnection) -> str | None:
 
 
 def key_matches(presented: str, expected: str) -> bool:
-    """Constant-time comparison, so response timing does not leak how much of a guess was right."""
-    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
-                               expected.encode("utf-8", "surrogateescape"))
+    """Constant-time comparison, so response timing does not leak how much of a guess was right.
+
+    Header values arrive as latin-1 text; compared as the bytes sent, a key with non-ASCII
+    characters works when the client sends it UTF-8 encoded.
+    """
+    try:
+        sent = presented.encode("latin-1")
+    except UnicodeEncodeError:  # not from the wire (a direct call)
+        sent = presented.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sent, expected.encode("utf-8", "surrogateescape"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +279,7 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
 # -- error text --------------------------------------------------------------------------
 # An absolute file path of two or more parts, not one of the API's own routes.
 _PATH = re.compile(r"(?<![\w.:/~-])(?:~|/(?!(?:ask|search|chat|documents|health|schema|static)"
-                   r"\b))[^\s'\"`,;()<>]*/[^\s'\"`,;()<>]+")
+                   r"\b))[^\s'\"`,;:()<>]*/[^\s'\"`,;:()<>]+")
 MAX_DETAIL = 1000
 
 
