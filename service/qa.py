@@ -32,9 +32,6 @@ READER_SPANS = 40
 # Passages whose sentences the reader reads, whatever top_k shows: enough to reach the
 # other articles that agree or disagree (dev F1 within 0.01 of reading 5).
 EVIDENCE_PASSAGES = 8
-# Answers to repeated questions, per index generation (analysts re-run the same query,
-# a chat page re-asks after a reload); 0 turns the cache off.
-ANSWER_CACHE = 256
 
 
 class QuestionError(ValueError):
@@ -96,7 +93,7 @@ class QAPipeline:
         self.nlp = self.indexer.nlp
         self.reader = reader or Reader(self.nlp)
         self.retrieval_mode = retrieval_mode
-        self.answer_cache = ANSWER_CACHE if answer_cache is None else answer_cache
+        self.answer_cache = settings.answer_cache if answer_cache is None else answer_cache
         self._write_lock = threading.Lock()
         self._snapshot = self._open()
 

@@ -52,6 +52,11 @@ class Settings:
         "allow_open_writes", "").strip().lower() in ("1", "true", "yes", "on"))
     """Let `serve` bind a non-loopback address while the write routes need no key."""
 
+    answer_cache: int = field(default_factory=lambda: int(_env("answer_cache", "256")))
+    """Answers to repeated questions kept per index generation; 0 turns the cache off."""
+    workers: int = field(default_factory=lambda: int(_env("workers", "1")))
+    """Server processes `serve` starts (each loads its own models and index)."""
+
     def with_overrides(self, **overrides) -> Settings:
         """A copy with every non-None override applied (CLI flags)."""
         names = {f.name for f in fields(self)}
