@@ -108,11 +108,17 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     return _error(exc.status_code, detail, headers=dict(exc.headers or {}) or None)
 
 
+_DISK_FULL = ("No space left on device", "Disk quota exceeded", "database or disk is full")
+
+
 def _disk_full(exc: Exception) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or \
-        "disk is full" in str(exc)
+    """ENOSPC however it surfaces: an OSError, SQLite's SQLITE_FULL, or FAISS's RuntimeError."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return isinstance(exc, (OSError, RuntimeError, sqlite3.Error)) and \
+        any(m in str(exc) for m in _DISK_FULL)
 
 
 def internal_error_handler(_: Request, exc: Exception) -> Response:

@@ -176,10 +176,6 @@ def serve(index_dir, host, port, corpus, allow_open_writes) -> None:
     Write routes are open unless ARTICLE_QA_API_KEY is set, so a non-loopback --host
     needs the key or --allow-open-writes.
     """
-    import uvicorn
-
-    from service.app import create_app
-    from service.qa import QAPipeline
     from service.security import RateLimit, is_loopback, writes_are_open
 
     s = Settings().with_overrides(index=index_dir, host=host, port=port, corpus=corpus,
@@ -189,9 +185,14 @@ def serve(index_dir, host, port, corpus, allow_open_writes) -> None:
               "documents. Set ARTICLE_QA_API_KEY (clients then send `Authorization: Bearer "
               "<key>`), bind 127.0.0.1, or pass --allow-open-writes to accept that", 2)
     RateLimit.parse(s.rate_limit, s.rate_burst)  # a typo fails now, not after the models load
-    # Check the index before loading models (seconds), so a damaged one fails fast and
-    # clearly; then load (and build) before binding.
+    # Check the index before importing and loading the models (seconds), so a damaged one
+    # fails fast and clearly; then load (and build) before binding.
     _verify_index(Path(s.index))
+    import uvicorn
+
+    from service.app import create_app
+    from service.qa import QAPipeline
+
     pipeline = QAPipeline.load(s, build_if_empty=True)
     click.echo(f"serving {pipeline.index.document_count} documents on http://{s.host}:{s.port}",
                err=True)
