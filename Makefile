@@ -38,5 +38,12 @@ eval: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check indexing service eval tests bench
 
+# A bounded soak against a real server: readers, a writer, citation checks, RSS growth.
+# Not part of `make test`; figures in docs/RELIABILITY.md. SOAK_SECONDS=600 for a longer run.
+SOAK_SECONDS ?= 60
+.PHONY: soak
+soak: $(STAMP)
+	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
+
 clean:
 	rm -rf $(INDEX) .pytest_cache .ruff_cache
