@@ -47,7 +47,10 @@ class Indexer:
     """Turns articles into IndexedDocuments with one loaded spaCy pipeline and embedder."""
 
     def __init__(self, model: str = DEFAULT_MODEL, chunk: ChunkParams | None = None,
-                 embedder: Embedder | None = None, nlp=None, backend: str | None = None):
+                 embedder: Embedder | None = None, nlp=None, backend: str | None = None,
+                 index_type: str | None = None, index_threshold: int | None = None):
+        self.index_type = index_type  # None: what the index records (auto for a new one)
+        self.index_threshold = index_threshold
         self.embedder = embedder or Embedder(model, backend=backend)
         self.nlp = nlp or load_nlp()
         self.chunk = chunk or ChunkParams()
@@ -119,7 +122,8 @@ def _write(indexer: Indexer, index_dir: Path, to_add: Sequence[Article], to_remo
 
     stages = {"store": 0.0}
     started = time.perf_counter()
-    with write_index(index_dir, indexer.manifest(), rebuild=rebuild) as writer:
+    with write_index(index_dir, indexer.manifest(), rebuild=rebuild, index_type=indexer.index_type,
+                     index_threshold=indexer.index_threshold) as writer:
         if not rebuild:
             indexer.check_compatible(writer.manifest, index_dir)
         for doc_id in to_remove:

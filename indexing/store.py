@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexing import vectors as vector_index
 from indexing.articles import Article
 from indexing.chunking import Chunk
 from indexing.errors import (
@@ -88,6 +89,10 @@ class Manifest:
     created_at: float = 0.0
     updated_at: float = 0.0
     last_build_seconds: float = 0.0
+    index_type: str = "flat"  # the FAISS index in vectors.faiss (indexing/vectors.py)
+    index_params: dict = field(default_factory=dict)  # its build and search parameters
+    index_choice: str = "auto"  # what writes build: auto|flat|ivf|hnsw
+    index_threshold: int = vector_index.DEFAULT_THRESHOLD  # chunks where auto turns approximate
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -216,8 +221,6 @@ class Index:
     @classmethod
     def open(cls, index_dir: Path, expect_model: str | None = None) -> Index:
         """Open the live generation of `index_dir`, checking format, model and integrity."""
-        import faiss
-
         index_dir = Path(index_dir)
         fix = f"rebuild it with `article-qa index build --index {index_dir} --rebuild`"
         generation = live_generation(index_dir)
@@ -241,13 +244,23 @@ class Index:
                 f"{expect_model!r}; {fix}"
             )
         try:
-            vectors = faiss.read_index(str(generation / VECTORS))
+            vectors = vector_index.read(generation / VECTORS)
         except Exception as exc:
             raise CorruptIndexError(
                 f"index {index_dir}: cannot read {VECTORS} ({str(exc).splitlines()[0][:200]}); {fix}"
             ) from None
         if vectors.d != manifest.dim:
             raise CorruptIndexError(f"index {index_dir}: vector dimension mismatch; {fix}")
+        if manifest.index_type not in vector_index.INDEX_TYPES:
+            raise IncompatibleIndexError(
+                f"index {index_dir} has vector index type {manifest.index_type!r}, this build "
+                f"reads {', '.join(vector_index.INDEX_TYPES)}; {fix}"
+            )
+        if vector_index.kind_of(vectors) != manifest.index_type:
+            raise CorruptIndexError(
+                f"index {index_dir}: {VECTORS} is not the {manifest.index_type!r} index the "
+                f"manifest names; {fix}"
+            )
         store = generation / STORE
         if not store.is_file():
             raise CorruptIndexError(f"index {index_dir}: {STORE} is missing; {fix}")
@@ -335,21 +348,22 @@ class Index:
 
     def search_dense(self, query_vector: np.ndarray, k: int,
                      doc_ids: set[str] | None = None) -> list[tuple[int, float]]:
-        """Top-k chunk ids by inner product (cosine for unit vectors), best first."""
-        import faiss
+        """Top-k chunk ids by inner product (cosine for unit vectors), best first.
 
+        Exact for a flat index; for ivf and hnsw approximate, with the recall
+        bench/scale.py measures.
+        """
         if self.vectors.ntotal == 0 or k <= 0:
             return []
-        q = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
-        params = None
+        allowed = None
         if doc_ids is not None:
             allowed = np.array(self.chunk_ids(doc_ids), dtype=np.int64)
             if allowed.size == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        k = min(k, self.vectors.ntotal)
-        scores, ids = self.vectors.search(q, k, params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        m = self.manifest
+        scores, ids = vector_index.search(self.vectors, m.index_type, m.index_params,
+                                          query_vector, k, allowed)
+        return [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
 
     def search_lexical(self, query: str, k: int,
                        doc_ids: set[str] | None = None) -> list[tuple[int, float]]:
@@ -443,7 +457,11 @@ class IndexWriter:
             self.vectors = faiss.read_index(str(base / VECTORS))
         else:
             self.conn.executescript(SCHEMA)
-            self.vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dim))
+            self.vectors = vector_index.empty_flat(manifest.dim)
+        self.index_type = vector_index.kind_of(self.vectors)
+        # FAISS cannot remove from an HNSW graph: removed ids wait here for the rebuild
+        # at commit.
+        self._removed: set[int] = set()
         self.conn.execute("PRAGMA journal_mode=OFF")
         self.conn.execute("PRAGMA synchronous=OFF")  # the copy is fsynced once, at commit
         self.conn.execute("BEGIN")
@@ -453,8 +471,11 @@ class IndexWriter:
     def remove(self, doc_id: str) -> None:
         """Delete a document and everything derived from it."""
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
-        if ids:
+        if ids and self.index_type == "hnsw":
+            self._removed.update(ids)
+        elif ids:
             self.vectors.remove_ids(np.array(ids, dtype=np.int64))
+        if ids:
             self.conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self.conn.execute("DELETE FROM sentences WHERE doc_id = ?", (doc_id,))
@@ -499,10 +520,13 @@ class IndexWriter:
         self.conn.execute("COMMIT")
         self.conn.execute("PRAGMA optimize")
         self.conn.close()
+        params = self._settle_vectors()
         faiss.write_index(self.vectors, str(self.tmp / VECTORS))
         now = time.time()
         manifest = Manifest(**{
             **asdict(self.manifest),
+            "index_type": self.index_type,
+            "index_params": params,
             "documents": dict(sorted(self.documents.items())),
             "chunks": int(self.vectors.ntotal),
             "created_at": self.manifest.created_at or now,
@@ -527,6 +551,31 @@ class IndexWriter:
         _collect_garbage(self.index_dir, keep=generation.name)
         return generation
 
+    def _settle_vectors(self) -> dict:
+        """Rebuild the vectors as the type the manifest's choice asks for at this size.
+
+        Only when needed: the type changes (a threshold was crossed or the choice
+        changed), an hnsw graph lost ids, or an ivf index outgrew its training.
+        Returns the parameters of the index now in `self.vectors`.
+        """
+        m = self.manifest
+        count = int(self.vectors.ntotal) - len(self._removed)
+        target = vector_index.choose(m.index_choice, count, m.index_threshold)
+        params = m.index_params if target == m.index_type else {}
+        if not (target != self.index_type or self._removed
+                or vector_index.needs_rebuild(target, params, count)):
+            return params
+        ids, x = vector_index.extract(self.vectors)
+        if self._removed:
+            keep = ~np.isin(ids, np.fromiter(self._removed, dtype=np.int64))
+            ids, x = ids[keep], x[keep]
+        self.vectors = None  # free the old index before building the new one
+        keep_params = params if target == "hnsw" else None  # ivf retrains its lists
+        self.vectors, params = vector_index.build(target, m.dim, ids, x, keep_params)
+        self.index_type = target
+        self._removed.clear()
+        return params
+
     def abort(self) -> None:
         try:
             self.conn.close()
@@ -546,13 +595,18 @@ def _collect_garbage(index_dir: Path, keep: str) -> None:
 
 
 @contextmanager
-def write_index(index_dir: Path, manifest: Manifest, rebuild: bool = False
+def write_index(index_dir: Path, manifest: Manifest, rebuild: bool = False,
+                index_type: str | None = None, index_threshold: int | None = None,
                 ) -> Iterator[IndexWriter]:
     """Hold the writer lock and yield an IndexWriter over a copy of the live generation.
 
     With `rebuild`, or when the directory holds no index, the copy starts empty with
     `manifest`'s settings. The caller calls `commit()`; anything else discards the copy.
+    `index_type` (auto|flat|ivf|hnsw) and `index_threshold` replace the choice the index
+    records; None keeps it.
     """
+    if index_type is not None:
+        vector_index.choose(index_type, 0, 0)  # raises ValueError on an unknown type
     index_dir = Path(index_dir)
     with _writer_lock(index_dir):
         for p in index_dir.glob(".tmp-*"):  # left by a writer that was killed
@@ -564,7 +618,13 @@ def write_index(index_dir: Path, manifest: Manifest, rebuild: bool = False
             current.close()
         else:
             manifest = Manifest(**{**asdict(manifest), "documents": {}, "chunks": 0,
-                                   "created_at": 0.0})
+                                   "created_at": 0.0, "index_type": "flat", "index_params": {}})
+        manifest = Manifest(**{
+            **asdict(manifest),
+            "index_choice": manifest.index_choice if index_type is None else index_type,
+            "index_threshold": (manifest.index_threshold if index_threshold is None
+                                else int(index_threshold)),
+        })
         writer = IndexWriter(index_dir, manifest, base)
         committed = False
         try:
@@ -573,3 +633,26 @@ def write_index(index_dir: Path, manifest: Manifest, rebuild: bool = False
         finally:
             if not committed:
                 writer.abort()
+
+
+def set_index_choice(index_dir: Path, index_type: str | None = None,
+                     index_threshold: int | None = None) -> bool:
+    """Record a new vector-index choice and rebuild the vectors if it changes their type.
+
+    Needs no model: the vectors are taken from the index itself. Returns False, writing
+    nothing, when the index already records this choice.
+    """
+    if index_type is None and index_threshold is None:
+        return False
+    index_dir = Path(index_dir)
+    current = Index.open(index_dir)
+    manifest = current.manifest
+    current.close()
+    if ((index_type is None or index_type == manifest.index_choice)
+            and (index_threshold is None or index_threshold == manifest.index_threshold)):
+        return False
+    with write_index(index_dir, manifest, index_type=index_type,
+                     index_threshold=index_threshold) as writer:
+        writer.commit()
+    return True
+

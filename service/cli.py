@@ -65,7 +65,8 @@ def _indexer(settings: Settings):
     from indexing.pipeline import Indexer
 
     return Indexer(model=settings.model,
-                   chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+                   chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap),
+                   index_type=settings.index_type, index_threshold=settings.index_threshold)
 
 
 @index.command("build")
@@ -78,15 +79,23 @@ def _indexer(settings: Settings):
               help="target chunk size in cl100k tokens [default 160]")
 @click.option("--chunk-overlap", type=click.IntRange(0, 10), default=None,
               help="sentences shared by consecutive chunks [default 1]")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None,
+              help="vector index: exact flat, approximate ivf/hnsw, or auto (flat below "
+                   "ARTICLE_QA_INDEX_THRESHOLD chunks, ivf above) [env ARTICLE_QA_INDEX_TYPE; "
+                   "default: what the index records, auto for a new one]")
 @friendly_errors
-def index_build(corpus, index_dir, model, rebuild, chunk_tokens, chunk_overlap) -> None:
+def index_build(corpus, index_dir, model, rebuild, chunk_tokens, chunk_overlap, index_type) -> None:
     """Index a corpus; incremental (unchanged documents are skipped) unless --rebuild."""
     from indexing.pipeline import build
+    from indexing.store import set_index_choice
 
     s = Settings().with_overrides(corpus=corpus, index=index_dir, model=model,
-                                  chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap)
+                                  chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+                                  index_type=index_type)
     report = build(s.corpus, s.index, _indexer(s), rebuild=rebuild, progress=sys.stderr.isatty(),
                    warn=lambda m: click.echo(m, err=True))
+    # A build that found nothing to re-embed wrote nothing: apply a new choice on its own.
+    set_index_choice(s.index, s.index_type, s.index_threshold)
     click.echo(f"indexed {s.corpus} -> {s.index}: {report.summary()}")
 
 
@@ -147,6 +156,7 @@ def index_info(index_dir, as_json) -> None:
         "chunk_target_tokens": m.chunk_target_tokens,
         "chunk_overlap_sentences": m.chunk_overlap_sentences,
         "format_version": m.format_version, "size_bytes": sizes,
+        "index_type": m.index_type, "index_params": m.index_params,
         "total_bytes": sum(sizes.values()), "last_build_seconds": m.last_build_seconds,
         "updated_at": datetime.fromtimestamp(m.updated_at, UTC).isoformat(timespec="seconds"),
     }

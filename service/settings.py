@@ -33,6 +33,11 @@ class Settings:
     """Target chunk size in cl100k tokens."""
     chunk_overlap: int = field(default_factory=lambda: int(_env("chunk_overlap", "1")))
     """Sentences shared by consecutive chunks."""
+    index_type: str | None = field(default_factory=lambda: _env("index_type", "") or None)
+    """Vector index that writes build: auto|flat|ivf|hnsw; unset keeps the index's own (auto)."""
+    index_threshold: int | None = field(default_factory=lambda: int(
+        _env("index_threshold", "0")) or None)
+    """Chunks at and above which `auto` builds the approximate index; unset keeps 50000."""
     max_body_bytes: int = field(default_factory=lambda: int(_env("max_body_bytes", "1048576")))
     """Largest request body accepted."""
 
