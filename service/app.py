@@ -370,3 +370,8 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     )
     document_access(app, rules)
     return app
+
+
+def app_from_environment() -> Litestar:
+    """The app configured from ARTICLE_QA_* alone (`serve --workers N` starts one per worker)."""
+    return create_app(Settings(), build_if_empty=False)

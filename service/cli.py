@@ -179,8 +179,11 @@ def index_info(index_dir, as_json) -> None:
 @click.option("--allow-open-writes", is_flag=True, default=False,
               help="bind a non-loopback --host although POST/DELETE /documents need no key "
                    "(ARTICLE_QA_API_KEY unset) [env ARTICLE_QA_ALLOW_OPEN_WRITES]")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="server processes, each with its own models and index [1; env "
+                   "ARTICLE_QA_WORKERS]")
 @friendly_errors
-def serve(index_dir, host, port, corpus, allow_open_writes) -> None:
+def serve(index_dir, host, port, corpus, allow_open_writes, workers) -> None:
     """Start the HTTP API (builds the index first when the directory has none).
 
     Write routes are open unless ARTICLE_QA_API_KEY is set, so a non-loopback --host
@@ -189,7 +192,7 @@ def serve(index_dir, host, port, corpus, allow_open_writes) -> None:
     from service.security import RateLimit, is_loopback, writes_are_open
 
     s = Settings().with_overrides(index=index_dir, host=host, port=port, corpus=corpus,
-                                  allow_open_writes=allow_open_writes or None)
+                                  allow_open_writes=allow_open_writes or None, workers=workers)
     if not is_loopback(s.host) and writes_are_open(s) and not s.allow_open_writes:
         _fail(f"refusing to serve on {s.host}: anyone who can reach it could add and delete "
               "documents. Set ARTICLE_QA_API_KEY (clients then send `Authorization: Bearer "
@@ -203,6 +206,18 @@ def serve(index_dir, host, port, corpus, allow_open_writes) -> None:
     from service.app import create_app
     from service.qa import QAPipeline
 
+    if s.workers > 1:
+        # Each worker process imports the app factory and reads its settings from the
+        # environment, so the flags are passed on there; the index is built (if empty)
+        # once, here, before any worker starts. Rate limits are counted per worker.
+        from service.qa import ensure_index
+
+        ensure_index(s)
+        os.environ.update({"ARTICLE_QA_INDEX": str(s.index), "ARTICLE_QA_CORPUS": str(s.corpus)})
+        click.echo(f"serving with {s.workers} workers on http://{s.host}:{s.port}", err=True)
+        uvicorn.run("service.app:app_from_environment", factory=True, workers=s.workers,
+                    host=s.host, port=s.port, log_level="info")
+        return
     pipeline = QAPipeline.load(s, build_if_empty=True)
     click.echo(f"serving {pipeline.index.document_count} documents on http://{s.host}:{s.port}",
                err=True)

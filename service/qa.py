@@ -34,6 +34,25 @@ READER_SPANS = 40
 EVIDENCE_PASSAGES = 8
 
 
+def indexer_for(settings: Settings) -> Indexer:
+    """The indexer (models and chunking) that `settings` describe."""
+    return Indexer(model=settings.model,
+                   chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+
+
+def ensure_index(settings: Settings, indexer: Indexer | None = None) -> Indexer | None:
+    """Index `settings.corpus` into `settings.index` when that has no index yet.
+
+    Returns the indexer it loaded (or was given) when it built, else None.
+    """
+    index_dir = Path(settings.index)
+    if index_dir.exists() and live_generation(index_dir) is not None:
+        return None
+    indexer = indexer or indexer_for(settings)
+    build(Path(settings.corpus), index_dir, indexer)
+    return indexer
+
+
 class QuestionError(ValueError):
     """A question or its options are unusable (empty, too long, bad top_k, unknown doc)."""
 
@@ -86,9 +105,7 @@ class QAPipeline:
         from service.reader import Reader
 
         self.settings = settings
-        self.indexer = indexer or Indexer(
-            model=settings.model,
-            chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+        self.indexer = indexer or indexer_for(settings)
         self.embedder = self.indexer.embedder
         self.nlp = self.indexer.nlp
         self.reader = reader or Reader(self.nlp)
@@ -100,13 +117,10 @@ class QAPipeline:
     @classmethod
     def load(cls, settings: Settings, build_if_empty: bool = False, **kwargs) -> QAPipeline:
         """Open `settings.index`; with `build_if_empty`, index `settings.corpus` first."""
-        index_dir = Path(settings.index)
-        if build_if_empty and (not index_dir.exists() or live_generation(index_dir) is None):
-            indexer = kwargs.pop("indexer", None) or Indexer(
-                model=settings.model,
-                chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
-            build(Path(settings.corpus), index_dir, indexer)
-            kwargs["indexer"] = indexer
+        if build_if_empty:
+            indexer = ensure_index(settings, kwargs.pop("indexer", None))
+            if indexer is not None:
+                kwargs["indexer"] = indexer
         return cls(settings, **kwargs)
 
     def _open(self) -> _Snapshot:
