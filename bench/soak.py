@@ -403,6 +403,8 @@ def _soak(proc, url: str, seconds: float, readers: int, keep: int, warmup: float
                    "peak": round(max([r for _, r in samples] + [rss_end]) / 2**20, 1),
                    "warmup_s": warmup},
         "rss_growth": round(growth, 4),
+        # Every 10th one-second sample: whether the growth levels off or keeps climbing.
+        "rss_timeline_mb": [(round(t - started), round(r / 2**20)) for t, r in samples[::10]],
         "ok": soak.error_count == 0 and not problems and growth < RSS_LIMIT,
     }
 
@@ -421,6 +423,7 @@ def markdown(r: dict) -> str:
             f"server RSS: {rss['start_after_warmup']} MB after {rss['warmup_s']:g} s warm-up -> "
             f"{rss['end']} MB at the end ({r['rss_growth']:+.1%}; peak {rss['peak']} MB; "
             f"{rss['before_load']} MB before any load)\n"
+            f"RSS every 10 s (s, MB): {r['rss_timeline_mb']}\n"
             f"{'OK' if r['ok'] else 'FAILED'}")
 
 
