@@ -7,9 +7,9 @@ built, taken apart and searched.
           hash-table direct map for ``reconstruct``):
           a k-means coarse quantizer with ~2·sqrt(n) lists, ``nprobe`` of them scanned
           per query. Adds and removals work in place; what ``auto`` picks at scale.
-``hnsw``  approximate, ``IndexIDMap2(IndexHNSWFlat)``: faster queries, but a build
-          is an order of magnitude slower and FAISS cannot remove from the graph, so
-          a removal rebuilds it at commit.
+``hnsw``  approximate, ``IndexIDMap2(IndexHNSWFlat)``: on request only. Queries were
+          no faster than ivf's at 1M passages, a build took ten times as long, and
+          FAISS cannot remove from the graph, so a removal rebuilds it at commit.
 
 bench/scale.py measured the choice and parameters on 100k and 1M passages
 (bench/README.md, "Scale").
@@ -24,7 +24,9 @@ import numpy as np
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 CHOICES = ("auto", *INDEX_TYPES)
 APPROXIMATE = "ivf"  # what `auto` builds at and above the threshold
-DEFAULT_THRESHOLD = 50_000  # chunks; flat single-query search passes ~5 ms around here
+# Chunks: flat single-query search took ~7 ms at 50k, ~10 at 100k and ~140 at 1M on the
+# shared 2-core machine, ivf 0.4-3 ms at recall@10 0.97-0.98 (bench/README.md, "Scale").
+DEFAULT_THRESHOLD = 50_000
 
 IVF_LISTS_PER_SQRT = 2  # nlist = 2 * sqrt(n): half the build time of 4 * sqrt(n) at 1M
 IVF_TRAIN_PER_LIST = 40  # k-means sample: 40 points per list (FAISS warns below 39)
@@ -34,7 +36,7 @@ IVF_MIN_NPROBE = 32
 IVF_RETRAIN_GROWTH = 4  # retrain when the index holds 4x what it was trained on
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40  # 80 built 1.4x slower at 100k for +0.02 recall at efSearch 128
-HNSW_EF_SEARCH = 384  # 1M: recall@10 0.915 at 128, 0.955 at 256, 0.974 at 512
+HNSW_EF_SEARCH = 512  # 1M passages: recall@10 0.945 at 384 (efSearch sweep in bench/README.md)
 EXACT_FILTER_MAX = 20_000  # ivf, hnsw: a doc_ids filter this small is searched exactly
 # One OpenMP thread per single-query search: on the shared 2-core machine a second thread
 # waits to be scheduled, and flat search over 100k vectors took 100-135 ms instead of 31-48.
