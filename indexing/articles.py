@@ -184,6 +184,8 @@ def parse_jsonl_line(line: str, where: str, path: str | None = None) -> Article:
         raise CorpusError(f"{where}: not valid JSON ({exc.msg})") from None
     except RecursionError:
         raise CorpusError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise CorpusError(f"{where}: JSON that cannot be read ({exc})") from None
     return article_from_mapping(obj, where, path)
 
 

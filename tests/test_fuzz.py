@@ -32,6 +32,8 @@ READ_KEY = "fuzz-read-key"
 AUTH = {"Authorization": f"Bearer {WRITE_KEY}"}
 # Examples per operation (Schemathesis) and per property (hypothesis); CI keeps them small.
 EXAMPLES = int(os.environ.get("ARTICLE_QA_FUZZ_EXAMPLES", "20"))
+# The same examples on every run (CI must not flake); ARTICLE_QA_FUZZ_RANDOM=1 explores.
+RANDOM = os.environ.get("ARTICLE_QA_FUZZ_RANDOM") == "1"
 SECONDS = 20.0  # the longest any single request may take on a loaded 2-core machine
 # Requests sent per test, for docs/RELIABILITY.md (`pytest -s` prints them).
 SENT: Counter[str] = Counter()
@@ -74,7 +76,7 @@ class _Deferred:
 DEFERRED = _Deferred()
 DOCUMENT = create_app(_settings("unused")).openapi_schema.to_schema()
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict({
-    "generation": {"max-examples": EXAMPLES, "deterministic": True},
+    "generation": {"max-examples": EXAMPLES, "deterministic": not RANDOM},
     # Rules across fields (the last chat message is the user's; 20,000 characters in all)
     # cannot be written in JSON Schema: such well-formed requests get a 422 with a detail.
     "checks": {
@@ -189,7 +191,7 @@ def _send(client, method: str, url: str, label: str, **kwargs):
     return response
 
 
-HOSTILE = settings(max_examples=EXAMPLES, deadline=None,
+HOSTILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM,
                    suppress_health_check=list(HealthCheck))
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -258,10 +260,11 @@ def test_add_document_survives_hostile_input(client, doc_id, text, extra):
     r = _send(client, "POST", "/documents?replace=true", "hypothesis POST /documents",
               headers=JSON_HEADERS, content=_json({"doc_id": doc_id, "text": text, **extra}))
     if r.status_code == 201:
-        stored = client.get(f"/documents/{doc_id}").json()
-        assert stored["text"] == text
+        # Read and remove through the pipeline: "." and ".." are valid doc_ids that a URL
+        # path cannot carry (clients resolve dot segments).
+        assert qa.index.document(doc_id).text == text
         assert qa.index.document_count == documents + 1
-        assert client.delete(f"/documents/{doc_id}").status_code == 204
+        qa.remove_document(doc_id)
         assert qa.index.document_count == documents
     else:
         assert _generation(qa.settings.index) == before
@@ -289,7 +292,7 @@ lines = st.lists(st.one_of(text, st.sampled_from(
      "123e4567-e89b-12d3-a456-426614174000"])), max_size=12)
 
 
-@settings(max_examples=EXAMPLES * 10, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(HOSTILE, max_examples=EXAMPLES * 10)
 @given(lines=lines, newline=st.sampled_from(["\n", "\r\n", "\r"]))
 def test_txt_parser_returns_an_article_or_a_corpus_error(lines, newline):
     raw = newline.join(lines)
@@ -303,7 +306,7 @@ def test_txt_parser_returns_an_article_or_a_corpus_error(lines, newline):
     assert "Leave a Reply" not in article.text.split("\n\n")
 
 
-@settings(max_examples=EXAMPLES * 10, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(HOSTILE, max_examples=EXAMPLES * 10)
 @given(line=st.one_of(json_values.map(json.dumps), text,
                       st.integers(1, 100_000).map(lambda n: "[" * n + "]" * n)))
 def test_jsonl_parser_returns_an_article_or_a_corpus_error(line):
@@ -316,7 +319,7 @@ def test_jsonl_parser_returns_an_article_or_a_corpus_error(line):
     assert article.text.strip()
 
 
-@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(HOSTILE, max_examples=EXAMPLES * 2)
 @given(data=st.binary(max_size=2000), suffix=st.sampled_from([".txt", ".jsonl"]))
 def test_corpus_reader_skips_unreadable_files(tmp_path_factory, data, suffix):
     path = tmp_path_factory.mktemp("corpus") / f"doc{suffix}"
