@@ -45,5 +45,14 @@ SOAK_SECONDS ?= 60
 soak: $(STAMP)
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
+# The benchmark suite (issue 6): every figure a median of BENCH_RUNS runs, written to
+# bench/RESULTS.md. Not part of `make test`; takes a long while (BENCH_ARGS=--quick to try it).
+BENCH_RUNS ?= 5
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) bench/run_all.py --runs $(BENCH_RUNS) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(INDEX) .pytest_cache .ruff_cache

@@ -46,6 +46,7 @@ def run(index: Path, runs: int) -> dict:
             per_run[name].append(percentile(totals, q))
         for k, v in stages.items():
             per_run[k].append(statistics.median(v))
+    profile = _profile(pipeline, qs)
     cached = QAPipeline(Settings(index=index), indexer=pipeline.indexer, reader=pipeline.reader)
     cached.ask(qs[0])
     hits = []
@@ -55,7 +56,24 @@ def run(index: Path, runs: int) -> dict:
         hits.append((time.perf_counter() - started) * 1000)
     return {"questions": len(qs), "runs": runs,
             **{k: summary(v, 2) for k, v in per_run.items()},
-            "cached_p50": round(statistics.median(hits), 3)}
+            "cached_p50": round(statistics.median(hits), 3), "profile": profile}
+
+
+def _profile(pipeline, qs: list[str]) -> str | None:
+    """One more pass under pyinstrument (when installed): where an answer's time goes."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return None
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for q in qs:
+        pipeline.ask(q)
+    profiler.stop()
+    text = profiler.output_text(unicode=False, color=False, show_all=False)
+    lines = [line for line in text.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if "QAPipeline.ask" in line), 0)
+    return "\n".join(lines[start:start + 40])
 
 
 def markdown(r: dict) -> str:
@@ -69,6 +87,8 @@ def markdown(r: dict) -> str:
         + " |",
         "",
         f"A repeated question answered from the answer cache: p50 {r['cached_p50']} ms.",
+        *(["", "Profile of one pass (pyinstrument, seconds summed over all questions):", "",
+           "```", r["profile"], "```"] if r.get("profile") else []),
     ])
 
 
