@@ -93,7 +93,9 @@ class Question:
 
 def analyse(nlp, text: str) -> Question:
     """Parse `text` once with spaCy and return its answer type and focus terms."""
-    doc = nlp(text.strip())
+    # Nothing here reads the question's entities, and the recogniser was 40% of the parse
+    # (identical analyses on all 766 bundled and SQuAD questions without it).
+    doc = nlp(text.strip(), disable=["ner"])
     wh_tok = next((t for t in doc if t.lower_ in _WH_WORDS), None)
     wh = wh_tok.lower_ if wh_tok is not None else ""
     head = _head_noun(wh_tok) if wh_tok is not None else ""

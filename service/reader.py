@@ -189,7 +189,7 @@ class _Linear:
 class Reader:
     """Extracts answer spans from evidence sentences and says how sure it is."""
 
-    def __init__(self, nlp, model_path: Path | None = None):
+    def __init__(self, nlp, model_path: Path | None = None, question_cache: int = QUESTION_CACHE):
         self.nlp = nlp
         path = Path(model_path) if model_path is not None else MODEL_PATH
         if not path.exists():
@@ -203,7 +203,7 @@ class Reader:
         self.confidence_model = _Linear.from_json(model["confidence"], len(CONFIDENCE_FEATURES))
         self.threshold = float(model["threshold"])
         self._tables: LRUCache[tuple[object, list[tuple]]] = LRUCache(TOKEN_TABLE_CACHE)
-        self._questions: LRUCache[Question] = LRUCache(QUESTION_CACHE)
+        self._questions: LRUCache[Question] = LRUCache(question_cache)
 
     def token_table(self, ev: Evidence) -> list[tuple]:
         """`_token_table(ev.doc)`, remembered while the retriever keeps handing out that Doc."""
