@@ -37,7 +37,9 @@ EVIDENCE_PASSAGES = 8
 def indexer_for(settings: Settings) -> Indexer:
     """The indexer (models and chunking) that `settings` describe."""
     return Indexer(model=settings.model,
-                   chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
+                   chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap),
+                   backend=settings.embed_backend, index_type=settings.index_type,
+                   index_threshold=settings.index_threshold)
 
 
 def ensure_index(settings: Settings, indexer: Indexer | None = None) -> Indexer | None:
