@@ -139,7 +139,7 @@ class Embedder:
         if backend not in BACKENDS:
             raise EmbeddingBackendError(
                 f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)} "
-                "(--embed-backend or ARTICLE_QA_EMBED_BACKEND)")
+                "(set ARTICLE_QA_EMBED_BACKEND)")
         self.name = model
         self.backend = backend
         self.batch_size = batch_size
