@@ -1,9 +1,9 @@
 """Embedding backends compared: texts/s on chunks and sentences, question latency, agreement.
 
-    python bench/embedding.py --runs 5 [--threads 1,2] [--corpus DIR] [--docs 40] [--json PATH]
+    python bench/embedding.py --runs 5 [--threads 1,2] [--corpus DIR] [--docs 10] [--json PATH]
 
 Texts are what the indexer embeds: the chunks and the sentences of `--docs` articles
-(default: the first 40 BBC News files in ../shared/datasets/bbc-news, else data/articles);
+(default: the first 10 BBC News files in ../shared/datasets/bbc-news, else data/articles);
 questions are those of eval/datasets/bundled-dev.jsonl, embedded one at a time as /ask
 does. Every backend (torch, onnx, onnx-int8) x thread count is measured once per run, the
 variants interleaved in each run so that load from other processes falls on all of them
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1", help="intra-op thread counts, e.g. 1,2 [1]")
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
     parser.add_argument("--corpus", type=Path, default=BBC if BBC.is_dir() else ROOT / "data/articles")
-    parser.add_argument("--docs", type=int, default=40, help="articles whose texts are embedded")
+    parser.add_argument("--docs", type=int, default=10, help="articles whose texts are embedded [10]")
     parser.add_argument("--questions", type=int, default=40, help="questions timed per run")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
