@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from bench.common import ROOT, machine
 
 OUT = ROOT / "bench" / "out"
 BBC = ROOT.parent / "shared" / "datasets" / "bbc-news"
+PROGRESS = re.compile(r"^\s+[\d,]+ \S+ run \d+:")
 TIMEOUT_S = 1800  # one benchmark may not hold up the others forever
 
 
@@ -44,7 +46,13 @@ def _run(name: str, args: list[str], log) -> tuple[str, dict | None, float]:
     if proc.returncode != 0:
         return (f"**failed** (exit {proc.returncode}; see bench/out/bench.log)\n", None, wall)
     data = json.loads(json_path.read_text()) if json_path.exists() else None
-    return proc.stdout.strip() + "\n", data, wall
+    return _without_progress(proc.stdout).strip() + "\n", data, wall
+
+
+def _without_progress(text: str) -> str:
+    """Drop per-run progress lines ("  100,000 flat run 3: ...") from a script's output."""
+    return "\n".join(line for line in text.splitlines()
+                     if not PROGRESS.match(line) and not line.startswith("example passage:"))
 
 
 def _target(name: str, value: float | None, goal: float, higher_is_better: bool,
