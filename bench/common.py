@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from eval.metrics import percentile  # noqa: F401  (re-exported for the bench scripts)
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "eval" / "datasets"
 
@@ -31,17 +33,6 @@ def summary(values: Sequence[float], digits: int = 1) -> dict:
 def fmt(s: dict, unit: str = "") -> str:
     """`median (min-max)` for a table cell."""
     return f"{s['median']:,}{unit} ({s['min']:,}-{s['max']:,})"
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def machine() -> dict:
