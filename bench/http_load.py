@@ -83,7 +83,8 @@ def load(port: int, route: str, clients: int, seconds: float, qs: list[str]) -> 
             "p50": percentile(flat, 50), "p99": percentile(flat, 99)}
 
 
-def run(index: Path, runs: int, seconds: float, concurrency: list[int]) -> dict:
+def run(index: Path, runs: int, seconds: float, concurrency: list[int],
+        workers: int = 1) -> dict:
     qs = questions(200)
     out: dict = {"load": [], "startup_s": None, "memory_mb": None}
     startups = []
@@ -91,7 +92,8 @@ def run(index: Path, runs: int, seconds: float, concurrency: list[int]) -> dict:
         with Server(index, SERVER_ENV) as server:
             startups.append(server.wait_first_answer(qs[0]))
     out["startup_s"] = summary(startups, 2)
-    with Server(index, SERVER_ENV) as server:
+    args = ["--workers", str(workers)] if workers > 1 else []
+    with Server(index, SERVER_ENV, args) as server:
         server.wait_first_answer(qs[0])
         for route in ("/ask", "/search"):
             for c in concurrency:
@@ -136,11 +138,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes for the load runs (`serve --workers`)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = {"machine": machine(),
               "http": run(args.index, args.runs, args.seconds,
-                          [int(c) for c in args.clients.split(",")])}
+                          [int(c) for c in args.clients.split(",")], args.workers)}
     print(markdown(result["http"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
