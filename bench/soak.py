@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port  # noqa: E402
+
 CORPUS = ROOT / "data" / "articles"
 QUESTIONS = [
     "How many North Korean troops were sent to Russia?",
@@ -107,12 +110,6 @@ class Client:
                 return r.status, r.read(), r.headers.get("content-type", "")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), exc.headers.get("content-type", "")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_bytes(pid: int) -> int:
@@ -287,7 +284,7 @@ def monitor(pid: int, samples: list, stop: threading.Event) -> None:
 
 # -- the run -----------------------------------------------------------------------------------
 def start_server(index: Path, rate_limit: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "ARTICLE_QA_RATE_LIMIT": rate_limit}
     env.pop("ARTICLE_QA_API_KEY", None)

@@ -7,7 +7,6 @@ number can be checked by hand; a few run the real pipeline on the session index.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from indexing.errors import DocumentNotFoundError
 from service.answers import Answer, Citation, aggregate
 from service.qa import QAResult, QuestionError
 from service.retrieval import Evidence, Passage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 DOCS = {
     "A": "Officials said 12,000 troops were deployed. The leader was Kim Jong Un.",
@@ -335,9 +334,7 @@ def server(built_index, indexer):
 
     settings = Settings(index=built_index)
     app = create_app(settings, pipeline=QAPipeline(settings, indexer=indexer))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

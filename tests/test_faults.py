@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from service.app import create_app
 from service.cli import _verify_index
 from service.qa import QAPipeline
 from service.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.test_store import _break
 
 pytestmark = pytest.mark.slow
@@ -222,7 +221,7 @@ def test_damaged_index_fails_serve_start_with_one_clear_line(built_index, tmp_pa
         shutil.copytree(built_index, index_dir)
         _damage(index_dir, how)
         procs[how] = (index_dir, subprocess.Popen(
-            [*CLI, "serve", "--index", str(index_dir), "--port", str(_free_port())], cwd=ROOT,
+            [*CLI, "serve", "--index", str(index_dir), "--port", str(free_port())], cwd=ROOT,
             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     failures = []
     for how, (index_dir, proc) in procs.items():
@@ -347,14 +346,8 @@ def test_full_disk_during_post_and_delete_is_507_and_changes_nothing(client, mon
 
 
 # -- a real server: SIGTERM with a request in flight, kill -9 during POST /documents -------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(index_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([*CLI, "serve", "--index", str(index_dir), "--port", str(port)],
                             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

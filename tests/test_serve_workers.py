@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-from tests.conftest import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import ROOT, free_port
 
 
 def _get(url: str, data: bytes | None = None) -> dict:
@@ -27,7 +20,7 @@ def _get(url: str, data: bytes | None = None) -> dict:
 
 
 def test_serve_with_two_workers_answers_and_stops(index_copy):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--index", str(index_copy),
          "--port", str(port), "--workers", "2"],
