@@ -2,7 +2,7 @@
 
 Run ``python -m eval.train_reader``. It builds (or reuses) indexes of the bundled
 news corpus and of the SQuAD 2.0 sample under ``--work``, retrieves evidence for
-every gold question exactly as the QA pipeline does (top-5 passages, their
+every gold question exactly as the QA pipeline does (top EVIDENCE_PASSAGES passages, their
 sentences), and then:
 
 1. span model — logistic regression over `SPAN_FEATURES` of every candidate of
@@ -18,6 +18,8 @@ sentences), and then:
    dev corpora (news and SQuAD count equally), an abstention on an unanswerable
    question counting as a full match (using out-of-fold confidences).
 
+It prints out-of-fold dev scores first (5 folds over questions, per corpus: the top
+span's F1 before abstention, and F1 with it), which is what settings are chosen by.
 Only dev data is used for fitting. Splits: the bundled set ships as
 ``bundled-dev.jsonl`` / ``bundled-test.jsonl``; a SQuAD question is dev when the
 first hex digit of sha1(question id) is < 8, else test. Test scores are reported,
@@ -115,16 +117,44 @@ class Retrieved:
     n_docs: int
 
 
+def _cache_key(indexer) -> str:
+    """What the cached retrieval depends on: a change to any of it makes the cache stale."""
+    from service import retrieval
+
+    golds = [ROOT / "eval/datasets/bundled-dev.jsonl", ROOT / "eval/datasets/bundled-test.jsonl",
+             SQUAD_SAMPLE]
+    parts = {
+        "evidence_passages": EVIDENCE_PASSAGES, "rrf_k": retrieval.RRF_K,
+        "dense_weight": retrieval.DENSE_WEIGHT, "lexical_weight": retrieval.LEXICAL_WEIGHT,
+        "candidates": retrieval.CANDIDATES, "embedder": indexer.embedder.backend,
+        "gold": [hashlib.sha1(p.read_bytes()).hexdigest() if p.exists() else "" for p in golds],
+        "corpus": sorted((p.name, p.stat().st_size) for p in (ROOT / "data/articles").iterdir()),
+    }
+    return json.dumps(parts, sort_keys=True)
+
+
 def retrieve(work: Path) -> list[Retrieved]:
-    """Retrieve evidence for every question of both datasets (cached in `work`)."""
+    """Retrieve evidence for every question of both datasets (cached in `work`).
+
+    The cache, and the indexes under `work`, are rebuilt when anything retrieval
+    depends on has changed (fusion settings, embedding backend, gold files, corpus):
+    training on evidence the pipeline no longer produces fits the wrong reader.
+    """
+    import shutil
+
     from eval.squad import import_squad
     from indexing.pipeline import Indexer
 
+    indexer = Indexer()
+    key = _cache_key(indexer)
     cache = work / "retrieved.pkl"
     if cache.exists():
         with cache.open("rb") as fh:
-            return pickle.load(fh)
-    indexer = Indexer()
+            stored = pickle.load(fh)
+        if isinstance(stored, dict) and stored.get("key") == key:
+            return stored["retrieved"]
+        for _, _, index_dir, _ in _sets(work):
+            shutil.rmtree(index_dir, ignore_errors=True)
     squad_dir = work / "squad"
     if not (squad_dir / "gold.jsonl").exists():
         import_squad(SQUAD_SAMPLE, squad_dir)
@@ -141,7 +171,7 @@ def retrieve(work: Path) -> list[Retrieved]:
             out.append(Retrieved(gold, split, name, qv, keys,
                                  index.document_frequency(terms), index.fts_documents))
     with cache.open("wb") as fh:
-        pickle.dump(out, fh)
+        pickle.dump({"key": key, "retrieved": out}, fh)
     return out
 
 
@@ -297,6 +327,34 @@ def train(examples: list[Example], span_c: float, conf_c: float) -> dict:
     }
 
 
+def cross_validate(examples: list[Example], span_c: float, conf_c: float) -> dict:
+    """Out-of-fold dev scores per corpus: top-span F1 before abstention, and F1 with it."""
+    dev = [e for e in examples if e.split == "dev"]
+    groups = np.arange(len(dev))
+    folds = list(GroupKFold(n_splits=FOLDS).split(groups, groups=groups))
+    oof: list[np.ndarray] = [np.zeros(0)] * len(dev)
+    for train_idx, test_idx in folds:
+        model = fit_span([dev[i] for i in train_idx], span_c)
+        for i in test_idx:
+            oof[i] = _apply(model, dev[i].feats.features) if len(dev[i].labels) else np.zeros(0)
+    x, y, texts = top_rows(dev, oof)
+    conf = np.zeros(len(dev))
+    for train_idx, test_idx in folds:
+        model = _fit(x[train_idx], y[train_idx], conf_c)
+        conf[test_idx] = 1 / (1 + np.exp(-_apply(model, x[test_idx])))
+    threshold = best_threshold(dev, conf, texts)
+    out = {}
+    for corpus in sorted({e.corpus for e in dev}):
+        idx = [i for i, e in enumerate(dev) if e.corpus == corpus]
+        ans = [i for i in idx if dev[i].gold.answerable]
+        top = [f1(texts[i], list(dev[i].gold.answers)) for i in ans]
+        final = [(f1(texts[i], list(dev[i].gold.answers)) if dev[i].gold.answerable else 0.0)
+                 if conf[i] >= threshold else float(not dev[i].gold.answerable) for i in idx]
+        out[corpus] = {"top_f1": round(100 * float(np.mean(top)), 1),
+                       "f1": round(100 * float(np.mean(final)), 1)}
+    return out
+
+
 def report(reader: Reader, examples: list[Example]) -> dict:
     """SQuAD scores and abstention per corpus and split, using the stored model."""
     out = {}
@@ -348,12 +406,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/article-qa-reader"))
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--span-c", type=float, default=0.3)
-    parser.add_argument("--confidence-c", type=float, default=0.3)
+    parser.add_argument("--confidence-c", type=float, default=5.0)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     from indexing.sentences import load_nlp
 
     examples = collect(args.work, load_nlp())
+    print("out-of-fold dev:", json.dumps(cross_validate(examples, args.span_c,
+                                                          args.confidence_c)))
     model = train(examples, args.span_c, args.confidence_c)
     args.out.write_text(json.dumps(model, indent=1) + "\n")
     reader = Reader(load_nlp(), args.out)

@@ -147,3 +147,40 @@ def test_related_question_is_more_confident_than_unrelated(nlp, reader):
                             _evidence(nlp, [sentence], [_near(qv, 0.05, 14)]))
     assert on_topic and "3,000" in on_topic[0].text
     assert not off_topic or off_topic[0].confidence < on_topic[0].confidence
+
+
+@pytest.mark.parametrize(("question", "negated"), [
+    ("What did the council not approve?", True),
+    ("Which bridge was never reopened?", True),
+    ("Who didn't attend the summit?", True),
+    ("What did the council approve?", False),
+])
+def test_negated_questions(nlp, question, negated):
+    assert analyse(nlp, question).negated is negated
+
+
+def test_question_slot_names_what_the_wh_phrase_hangs_from(nlp):
+    q = analyse(nlp, "What did the council approve on Monday?")
+    assert "approve" in q.anchors and q.slot == "dobj"
+    assert analyse(nlp, "Which agency reported the figure?").anchors == frozenset({"report"})
+
+
+def test_confidence_never_rises_down_the_score_order(nlp, reader):
+    qv = _unit(15)
+    sentences = ["The council approved a new budget of 40 million euros on Monday.",
+                 "Residents said the park and the library would close in May."]
+    answers = reader.read("What did the council approve?", qv,
+                          _evidence(nlp, sentences, [_near(qv, 0.7, 16), _near(qv, 0.3, 17)]))
+    assert len(answers) > 2
+    confidences = [a.confidence for a in answers]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_negated_question_is_less_confident_on_a_positive_sentence(nlp, reader):
+    qv = _unit(18)
+    sentence = "The council approved a new budget of 40 million euros on Monday."
+    evidence = _evidence(nlp, [sentence], [_near(qv, 0.8, 19)])
+    plain = reader.read("What did the council approve on Monday?", qv, evidence)
+    negated = reader.read("What did the council not approve on Monday?", qv, evidence)
+    assert plain and negated
+    assert negated[0].confidence < plain[0].confidence
