@@ -118,7 +118,9 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
                 index_dir = temp_dir
             settings = Settings().with_overrides(index=index_dir)
             systems = _pipelines(settings, corpus, baselines)
-            where = str(settings.index)
+            # A temporary index is gone after the run: name what it was built from instead.
+            where = (f"a temporary index of {corpus}" if temp_dir is not None
+                     else str(settings.index))
         run = run_eval(questions, systems, progress=True)
         run.meta.update({"mode": "url" if url else "in-process"})
         files = write_report(run, out_dir, dataset=dataset, index=where)
