@@ -299,8 +299,20 @@ def best_threshold(examples: list[Example], conf: np.ndarray, texts: list[str]) 
     return float((best_t + below.max()) / 2) if len(below) else best_t
 
 
-def train(examples: list[Example], span_c: float, conf_c: float) -> dict:
-    """Fit span model, confidence model and threshold on the dev examples."""
+@dataclass(frozen=True, slots=True)
+class OutOfFold:
+    """Each dev question's top span and its confidence from models fitted without it."""
+
+    dev: list[Example]
+    rows: np.ndarray  # confidence features of each question's top span
+    correct: np.ndarray  # whether that span is right
+    texts: list[str]
+    confidence: np.ndarray
+    threshold: float
+
+
+def out_of_fold(examples: list[Example], span_c: float, conf_c: float) -> OutOfFold:
+    """Fit both models FOLDS times, each time scoring the dev questions left out."""
     dev = [e for e in examples if e.split == "dev"]
     groups = np.arange(len(dev))
     folds = list(GroupKFold(n_splits=FOLDS).split(groups, groups=groups))
@@ -311,45 +323,39 @@ def train(examples: list[Example], span_c: float, conf_c: float) -> dict:
         for i in test_idx:
             oof[i] = _apply(model, dev[i].feats.features) if len(dev[i].labels) else np.zeros(0)
     x, y, texts = top_rows(dev, oof)
-    conf_oof = np.zeros(len(dev))
+    conf = np.zeros(len(dev))
     for train_idx, test_idx in folds:
         model = _fit(x[train_idx], y[train_idx], conf_c)
-        conf_oof[test_idx] = 1 / (1 + np.exp(-_apply(model, x[test_idx])))
-    threshold = best_threshold(dev, conf_oof, texts)
+        conf[test_idx] = 1 / (1 + np.exp(-_apply(model, x[test_idx])))
+    return OutOfFold(dev, x, y, texts, conf, best_threshold(dev, conf, texts))
+
+
+def train(examples: list[Example], span_c: float, conf_c: float) -> dict:
+    """Fit span model, confidence model and threshold on the dev examples."""
+    oof = out_of_fold(examples, span_c, conf_c)
     return {
         "span_features": list(SPAN_FEATURES),
         "confidence_features": list(CONFIDENCE_FEATURES),
-        "span": fit_span(dev, span_c),
-        "confidence": _fit(x, y, conf_c),
-        "threshold": threshold,
-        "trained_on": {"questions": len(dev), "positive_f1": POSITIVE_F1,
+        "span": fit_span(oof.dev, span_c),
+        "confidence": _fit(oof.rows, oof.correct, conf_c),
+        "threshold": oof.threshold,
+        "trained_on": {"questions": len(oof.dev), "positive_f1": POSITIVE_F1,
                        "span_c": span_c, "confidence_c": conf_c},
     }
 
 
 def cross_validate(examples: list[Example], span_c: float, conf_c: float) -> dict:
     """Out-of-fold dev scores per corpus: top-span F1 before abstention, and F1 with it."""
-    dev = [e for e in examples if e.split == "dev"]
-    groups = np.arange(len(dev))
-    folds = list(GroupKFold(n_splits=FOLDS).split(groups, groups=groups))
-    oof: list[np.ndarray] = [np.zeros(0)] * len(dev)
-    for train_idx, test_idx in folds:
-        model = fit_span([dev[i] for i in train_idx], span_c)
-        for i in test_idx:
-            oof[i] = _apply(model, dev[i].feats.features) if len(dev[i].labels) else np.zeros(0)
-    x, y, texts = top_rows(dev, oof)
-    conf = np.zeros(len(dev))
-    for train_idx, test_idx in folds:
-        model = _fit(x[train_idx], y[train_idx], conf_c)
-        conf[test_idx] = 1 / (1 + np.exp(-_apply(model, x[test_idx])))
-    threshold = best_threshold(dev, conf, texts)
+    oof = out_of_fold(examples, span_c, conf_c)
+    dev, texts = oof.dev, oof.texts
     out = {}
     for corpus in sorted({e.corpus for e in dev}):
         idx = [i for i, e in enumerate(dev) if e.corpus == corpus]
         ans = [i for i in idx if dev[i].gold.answerable]
         top = [f1(texts[i], list(dev[i].gold.answers)) for i in ans]
         final = [(f1(texts[i], list(dev[i].gold.answers)) if dev[i].gold.answerable else 0.0)
-                 if conf[i] >= threshold else float(not dev[i].gold.answerable) for i in idx]
+                 if oof.confidence[i] >= oof.threshold else float(not dev[i].gold.answerable)
+                 for i in idx]
         out[corpus] = {"top_f1": round(100 * float(np.mean(top)), 1),
                        "f1": round(100 * float(np.mean(final)), 1)}
     return out
