@@ -53,7 +53,6 @@ _HEAD_NOUNS: dict[str, frozenset[str]] = {
     "duration": frozenset("duration".split()),
 }
 
-NEGATIONS = frozenset("not n't never without nothing nobody none neither nor".split())
 _WH_WORDS = frozenset("what which who whom whose when where why how".split())
 _AUX_START = frozenset("is are was were do does did can could will would should has have had "
                        "may might must shall".split())
@@ -85,11 +84,6 @@ class Question:
     lemmas: tuple[str, ...]  # their lower-cased lemmas, aligned with `terms`
     root_lemma: str  # lemma of the main verb, "" when it is a form of "be"/"do"/"have"
     doc: object  # the spaCy Doc of the question
-    negated: bool = False  # asks about what is not the case ("what did not ...")
-    # Where the answer sits in the question's parse: the lemmas the wh-phrase hangs from
-    # (its head, and the head's head when that is a preposition) and its relation to them.
-    anchors: frozenset[str] = frozenset()
-    slot: str = ""
 
     @property
     def labels(self) -> frozenset[str]:
@@ -123,41 +117,7 @@ def analyse(nlp, text: str) -> Question:
     root_lemma = ""
     if root is not None and root.pos_ in ("VERB", "AUX") and root.lemma_ not in ("be", "do", "have"):
         root_lemma = root.lemma_.lower()
-    anchors, slot = _slot(wh_tok)
-    return Question(text, answer_type, wh, head, tuple(terms), tuple(lemmas), root_lemma, doc,
-                    any(is_negation(t.lower_, t.dep_) for t in doc), anchors, slot)
-
-
-def _slot(wh_tok) -> tuple[frozenset[str], str]:
-    """The words the wh-phrase attaches to and its dependency relation ("who did X sign the
-    treaty with" -> ({"with", "sign"}, "pobj")): the answer fills the same slot in a sentence."""
-    if wh_tok is None:
-        return frozenset(), ""
-    phrase = wh_tok
-    # "which agency", "how many troops": the phrase is headed by the noun the wh-word modifies.
-    while phrase.dep_ in ("det", "amod", "advmod", "nummod") and phrase.head is not phrase \
-            and phrase.head.pos_ in ("NOUN", "PROPN", "ADJ"):
-        phrase = phrase.head
-    head = phrase.head
-    if head is phrase:
-        return frozenset(), ""
-    anchors = set()
-    for tok in (head, head.head if head.pos_ == "ADP" else head):
-        lemma = tok.lemma_.lower()
-        if lemma not in ("be", "do", "have") and not tok.is_punct:
-            anchors.add(lemma)
-    return frozenset(anchors), slot_relation(phrase.dep_)
-
-
-def slot_relation(dep: str) -> str:
-    """A dependency label with passive subjects and copular attributes counted as subjects,
-    so "who was elected" and "X was elected" fill the same slot."""
-    return "nsubj" if dep in ("nsubjpass", "attr") else dep
-
-
-def is_negation(lower: str, dep: str) -> bool:
-    """Whether a token negates its clause ("not", "n't", "never", "without", "nothing" ...)."""
-    return dep == "neg" or lower in NEGATIONS
+    return Question(text, answer_type, wh, head, tuple(terms), tuple(lemmas), root_lemma, doc)
 
 
 def _head_noun(wh_tok) -> str:

@@ -36,7 +36,7 @@ from spacy.attrs import (
 from spacy.parts_of_speech import NAMES as POS_NAMES
 
 from service.cache import LRUCache
-from service.question import Question, analyse, is_negation, slot_relation
+from service.question import Question, analyse
 from service.retrieval import Evidence
 
 MODEL_PATH = Path(__file__).with_name("reader_model.json")
@@ -88,7 +88,7 @@ _DURATION_UNITS = frozenset("second seconds minute minutes hour hours day days w
 SPAN_FEATURES: tuple[str, ...] = (
     # sentence-level
     "cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram", "passage_score",
-    "passage_rank", "root_match", "neg_mismatch",
+    "passage_rank", "root_match",
     # evidence-level (same for every candidate of a question)
     "max_cos", "max_ovl", "missing",
     # span-level
@@ -98,14 +98,14 @@ SPAN_FEATURES: tuple[str, ...] = (
     "has_propn", "starts_function", "starts_mark", "is_pron", "head_noun_near", "support",
     *(f"pos_{p}" for p in _ROOT_POS), *(f"dep_{d[0]}" for d in _ROOT_DEPS),
     "root_verb", "root_propn",
-    "tree_dist", "ent_label_other", "anchor", "slot",
+    "tree_dist", "ent_label_other",
     *(f"{g}_x_{f}" for g in _TYPE_GROUPS for f in _CROSSED),
     *(f"{g}_x_ent_{e}" for g in _TYPE_GROUPS for e in _ENT_LABELS),
     *(f"{g}_x_dep_{d[0]}" for g in _TYPE_GROUPS for d in _ROOT_DEPS),
 )
 CONFIDENCE_FEATURES: tuple[str, ...] = (
     "score", "margin", "max_cos", "max_ovl", "missing", "top_ovl", "top_cos", "type_match",
-    "typed", "typed_unmatched", "support", "neg_mismatch", "share", "entropy",
+    "typed", "typed_unmatched", "support",
 )
 _ATTRS = [LOWER, LEMMA, POS, DEP, HEAD, ENT_TYPE, ENT_IOB, IDX, LENGTH, IS_PUNCT, LIKE_NUM]
 _ANSWER_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "X"})
@@ -118,12 +118,11 @@ _SPAN_VALUES = (
     "attach_q2", "len", "log_len", "long", "is_ent", "is_chunk", "is_subtree", "is_pattern",
     "is_single", "type_match", "type_mismatch", "pattern_match", "has_num", "has_propn",
     "starts_function", "starts_mark", "is_pron", "head_noun_near", "root_verb", "root_propn",
-    "tree_dist", "ent_label_other", "anchor", "slot",
+    "tree_dist", "ent_label_other",
 )
 _SPAN_COLS = np.array([_IX[name] for name in _SPAN_VALUES])
 _SENTENCE_VALUES = ("cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram",
-                    "passage_score", "passage_rank", "root_match", "neg_mismatch", "max_cos",
-                    "max_ovl", "missing")
+                    "passage_score", "passage_rank", "root_match", "max_cos", "max_ovl", "missing")
 _SENTENCE_COLS = np.array([_IX[name] for name in _SENTENCE_VALUES])
 _CROSSED_COLS = np.array([_IX[name] for name in _CROSSED])
 _POS_COL = {p: _IX[f"pos_{p}"] for p in _ROOT_POS}
@@ -241,18 +240,9 @@ class Reader:
         return out
 
     def confidences(self, feats: Featurized, scores: np.ndarray) -> np.ndarray:
-        """Calibrated P(correct) for every candidate, given the span-model scores.
-
-        The calibration is fitted on each question's best-scored span, so a lower-scored
-        span never gets more confidence than the spans scored above it: confidences are
-        made non-increasing along the score order (otherwise a rival the span model ranks
-        far below could be shown as the surer answer).
-        """
+        """Calibrated P(correct) for every candidate, given the span-model scores."""
         x = confidence_features(feats, scores)
-        conf = 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
-        order = np.argsort(-scores, kind="stable")
-        conf[order] = np.minimum.accumulate(conf[order])
-        return conf
+        return 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
 
     def featurize(self, question: str, question_vector: np.ndarray, evidence: Sequence[Evidence],
                   df: Callable[[Sequence[str]], dict[str, int]] | None = None,
@@ -291,12 +281,6 @@ def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
     out[:, 8] = typed
     out[:, 9] = typed * (1.0 - any_match)
     out[:, 10] = x[:, _IX["support"]]
-    out[:, 11] = x[:, _IX["neg_mismatch"]]
-    # The span model is a softmax over candidates: each one's share of it, and how spread it is.
-    share = np.exp(scores - scores.max())
-    share /= share.sum()
-    out[:, 12] = share
-    out[:, 13] = -(share * np.log(share + 1e-12)).sum()
     return out
 
 
@@ -347,8 +331,6 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
             "ovl_frac": len(matched_terms) / max(1, len(q.terms)),
             "bigram": len(q_bigrams & bigrams) / max(1, len(q_bigrams)),
             "root_match": float(bool(q.root_lemma) and any(t[1] == q.root_lemma for t in toks)),
-            # The question asks what is *not* so, and the sentence negates nothing.
-            "neg_mismatch": float(q.negated and not any(is_negation(t[0], t[3]) for t in toks)),
         })
     cos_all = np.array([s["cos"] for s in sents])
     ovl_all = np.array([s["ovl"] for s in sents])
@@ -377,7 +359,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
         sentence_rows.append((
             s["cos"], s["cos"] - max_cos, 1.0 / (1.0 + cos_rank[s_i]), s["ovl"], s["ovl"] - max_ovl,
             s["ovl_frac"], s["bigram"], ev.passage_score, 1.0 / (1.0 + ev.passage_rank),
-            s["root_match"], s["neg_mismatch"], max_cos, max_ovl, missing))
+            s["root_match"], max_cos, max_ovl, missing))
         for cand, vals, onehot in _sentence_candidates(int(s_i), ev, s, q, labels, cross):
             for col in onehot:
                 onehot_rows.append(len(candidates))
@@ -598,9 +580,6 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
         has_num = cum_num[b] > cum_num[a]
         label = rt[5] or next((toks[i][5] for i in range(a, b) if toks[i][5]), "")
         start, end = toks[a][6], toks[b - 1][6] + toks[b - 1][7]
-        # Hangs from the word the question's wh-phrase hangs from, in the same relation.
-        anchor = toks[head][1] in q.anchors or (
-            toks[head][2] == "ADP" and toks[head2][1] in q.anchors)
         values = (
             (cum_w[b] - cum_w[a]) / total_w,
             q_in / max(1, n_content),
@@ -632,8 +611,6 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
             float(rt[2] == "PROPN"),
             math.log1p(min(tree_dist[root], 20)),
             float(bool(label) and label not in _ENT_LABELS),
-            float(anchor),
-            float(anchor and slot_relation(rt[3]) == q.slot),
         )
         onehot = [c for c in (_POS_COL.get(rt[2]), _DEP_COL.get(rt[3]),
                               cross.get("ent_" + label) if label else None,
