@@ -330,9 +330,8 @@ def out_of_fold(examples: list[Example], span_c: float, conf_c: float) -> OutOfF
     return OutOfFold(dev, x, y, texts, conf, best_threshold(dev, conf, texts))
 
 
-def train(examples: list[Example], span_c: float, conf_c: float) -> dict:
-    """Fit span model, confidence model and threshold on the dev examples."""
-    oof = out_of_fold(examples, span_c, conf_c)
+def train(oof: OutOfFold, span_c: float, conf_c: float) -> dict:
+    """Fit span model, confidence model and threshold on the dev examples of `oof`."""
     return {
         "span_features": list(SPAN_FEATURES),
         "confidence_features": list(CONFIDENCE_FEATURES),
@@ -344,9 +343,8 @@ def train(examples: list[Example], span_c: float, conf_c: float) -> dict:
     }
 
 
-def cross_validate(examples: list[Example], span_c: float, conf_c: float) -> dict:
+def cross_validate(oof: OutOfFold) -> dict:
     """Out-of-fold dev scores per corpus: top-span F1 before abstention, and F1 with it."""
-    oof = out_of_fold(examples, span_c, conf_c)
     dev, texts = oof.dev, oof.texts
     out = {}
     for corpus in sorted({e.corpus for e in dev}):
@@ -418,9 +416,10 @@ def main(argv: list[str] | None = None) -> None:
     from indexing.sentences import load_nlp
 
     examples = collect(args.work, load_nlp())
-    print("out-of-fold dev:", json.dumps(cross_validate(examples, args.span_c,
-                                                          args.confidence_c)))
-    model = train(examples, args.span_c, args.confidence_c)
+    # One out-of-fold pass serves both the printed scores and the threshold the model keeps.
+    oof = out_of_fold(examples, args.span_c, args.confidence_c)
+    print("out-of-fold dev:", json.dumps(cross_validate(oof)))
+    model = train(oof, args.span_c, args.confidence_c)
     args.out.write_text(json.dumps(model, indent=1) + "\n")
     reader = Reader(load_nlp(), args.out)
     print(json.dumps(report(reader, examples), indent=1))
