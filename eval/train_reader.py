@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/article-qa-reader"))
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--span-c", type=float, default=0.3)
-    parser.add_argument("--confidence-c", type=float, default=0.3)
+    parser.add_argument("--confidence-c", type=float, default=5.0)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     from indexing.sentences import load_nlp

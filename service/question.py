@@ -53,6 +53,12 @@ _HEAD_NOUNS: dict[str, frozenset[str]] = {
     "duration": frozenset("duration".split()),
 }
 
+NEGATIONS = frozenset("not n't never without nothing nobody none neither nor".split())
+# Words that make a wh-phrase ask for an increment ("how many *more* troops", "how many
+# *additional* soldiers"), and the words that mark one in an article's sentence.
+ADDITIVE = frozenset("more additional extra further another new".split())
+INCREMENT = frozenset("additional addition more further another extra new fresh add "
+                      "reinforcement latest recent recently".split())
 _WH_WORDS = frozenset("what which who whom whose when where why how".split())
 _AUX_START = frozenset("is are was were do does did can could will would should has have had "
                        "may might must shall".split())
@@ -84,6 +90,12 @@ class Question:
     lemmas: tuple[str, ...]  # their lower-cased lemmas, aligned with `terms`
     root_lemma: str  # lemma of the main verb, "" when it is a form of "be"/"do"/"have"
     doc: object  # the spaCy Doc of the question
+    negated: bool = False  # asks about what is not the case ("what did not ...")
+    # Where the answer sits in the question's parse: the lemmas the wh-phrase hangs from
+    # (its head, and the head's head when that is a preposition) and its relation to them.
+    anchors: frozenset[str] = frozenset()
+    slot: str = ""
+    additive: bool = False  # the wh-phrase asks for an increment ("how many more ...")
 
     @property
     def labels(self) -> frozenset[str]:
@@ -117,7 +129,53 @@ def analyse(nlp, text: str) -> Question:
     root_lemma = ""
     if root is not None and root.pos_ in ("VERB", "AUX") and root.lemma_ not in ("be", "do", "have"):
         root_lemma = root.lemma_.lower()
-    return Question(text, answer_type, wh, head, tuple(terms), tuple(lemmas), root_lemma, doc)
+    phrase = _wh_phrase(wh_tok)
+    anchors, slot = _slot(phrase)
+    # "how many more troops", "how much more money" (where "much" ends the phrase early).
+    additive = phrase is not None and any(
+        t.lower_ in ADDITIVE for t in (*phrase.subtree, *doc[wh_tok.i + 1:wh_tok.i + 3])
+        if t is not wh_tok)
+    return Question(text, answer_type, wh, head, tuple(terms), tuple(lemmas), root_lemma, doc,
+                    any(is_negation(t.lower_, t.dep_) for t in doc), anchors, slot, additive)
+
+
+def _wh_phrase(wh_tok):
+    """The head of the wh-phrase: the noun a wh-word modifies ("which agency", "how many
+    troops"), else the wh-word itself; None without a wh-word."""
+    if wh_tok is None:
+        return None
+    phrase = wh_tok
+    while phrase.dep_ in ("det", "amod", "advmod", "nummod") and phrase.head is not phrase \
+            and phrase.head.pos_ in ("NOUN", "PROPN", "ADJ"):
+        phrase = phrase.head
+    return phrase
+
+
+def _slot(phrase) -> tuple[frozenset[str], str]:
+    """The words the wh-phrase attaches to and its dependency relation ("who did X sign the
+    treaty with" -> ({"with", "sign"}, "pobj")): the answer fills the same slot in a sentence."""
+    if phrase is None:
+        return frozenset(), ""
+    head = phrase.head
+    if head is phrase:
+        return frozenset(), ""
+    anchors = set()
+    for tok in (head, head.head if head.pos_ == "ADP" else head):
+        lemma = tok.lemma_.lower()
+        if lemma not in ("be", "do", "have") and not tok.is_punct:
+            anchors.add(lemma)
+    return frozenset(anchors), slot_relation(phrase.dep_)
+
+
+def slot_relation(dep: str) -> str:
+    """A dependency label with passive subjects and copular attributes counted as subjects,
+    so "who was elected" and "X was elected" fill the same slot."""
+    return "nsubj" if dep in ("nsubjpass", "attr") else dep
+
+
+def is_negation(lower: str, dep: str) -> bool:
+    """Whether a token negates its clause ("not", "n't", "never", "without", "nothing" ...)."""
+    return dep == "neg" or lower in NEGATIONS
 
 
 def _head_noun(wh_tok) -> str:

@@ -36,7 +36,7 @@ from spacy.attrs import (
 from spacy.parts_of_speech import NAMES as POS_NAMES
 
 from service.cache import LRUCache
-from service.question import Question, analyse
+from service.question import INCREMENT, Question, analyse, is_negation, slot_relation
 from service.retrieval import Evidence
 
 MODEL_PATH = Path(__file__).with_name("reader_model.json")
@@ -78,6 +78,7 @@ _PATTERNS = (
                         rf"(?:st|nd|rd|th)?)?(?:,?\s+\d{{4}})?\b|\b\d{{1,2}}\s+(?:{_MONTHS})"
                         rf"(?:\s+\d{{4}})?\b|\b(?:1[5-9]|20)\d{{2}}s?\b", re.IGNORECASE)),
 )
+_RANGE_WORDS = frozenset("to and - – or".split())
 _DATE_WORDS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday today yesterday tomorrow "
     "week month year weekend morning evening night spring summer autumn fall winter "
@@ -88,7 +89,7 @@ _DURATION_UNITS = frozenset("second seconds minute minutes hour hours day days w
 SPAN_FEATURES: tuple[str, ...] = (
     # sentence-level
     "cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram", "passage_score",
-    "passage_rank", "root_match",
+    "passage_rank", "root_match", "neg_mismatch",
     # evidence-level (same for every candidate of a question)
     "max_cos", "max_ovl", "missing",
     # span-level
@@ -98,14 +99,14 @@ SPAN_FEATURES: tuple[str, ...] = (
     "has_propn", "starts_function", "starts_mark", "is_pron", "head_noun_near", "support",
     *(f"pos_{p}" for p in _ROOT_POS), *(f"dep_{d[0]}" for d in _ROOT_DEPS),
     "root_verb", "root_propn",
-    "tree_dist", "ent_label_other",
+    "tree_dist", "ent_label_other", "anchor", "slot", "increment", "range_end",
     *(f"{g}_x_{f}" for g in _TYPE_GROUPS for f in _CROSSED),
     *(f"{g}_x_ent_{e}" for g in _TYPE_GROUPS for e in _ENT_LABELS),
     *(f"{g}_x_dep_{d[0]}" for g in _TYPE_GROUPS for d in _ROOT_DEPS),
 )
 CONFIDENCE_FEATURES: tuple[str, ...] = (
     "score", "margin", "max_cos", "max_ovl", "missing", "top_ovl", "top_cos", "type_match",
-    "typed", "typed_unmatched", "support",
+    "typed", "typed_unmatched", "support", "neg_mismatch", "share", "entropy",
 )
 _ATTRS = [LOWER, LEMMA, POS, DEP, HEAD, ENT_TYPE, ENT_IOB, IDX, LENGTH, IS_PUNCT, LIKE_NUM]
 _ANSWER_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "X"})
@@ -118,11 +119,12 @@ _SPAN_VALUES = (
     "attach_q2", "len", "log_len", "long", "is_ent", "is_chunk", "is_subtree", "is_pattern",
     "is_single", "type_match", "type_mismatch", "pattern_match", "has_num", "has_propn",
     "starts_function", "starts_mark", "is_pron", "head_noun_near", "root_verb", "root_propn",
-    "tree_dist", "ent_label_other",
+    "tree_dist", "ent_label_other", "anchor", "slot", "increment", "range_end",
 )
 _SPAN_COLS = np.array([_IX[name] for name in _SPAN_VALUES])
 _SENTENCE_VALUES = ("cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram",
-                    "passage_score", "passage_rank", "root_match", "max_cos", "max_ovl", "missing")
+                    "passage_score", "passage_rank", "root_match", "neg_mismatch", "max_cos",
+                    "max_ovl", "missing")
 _SENTENCE_COLS = np.array([_IX[name] for name in _SENTENCE_VALUES])
 _CROSSED_COLS = np.array([_IX[name] for name in _CROSSED])
 _POS_COL = {p: _IX[f"pos_{p}"] for p in _ROOT_POS}
@@ -149,7 +151,9 @@ class Candidate:
     sentence: int  # index into the evidence sequence
     first: int
     last: int
-    start: int  # character offsets within the sentence
+    # The answer shown for it (character offsets within the sentence): the span itself, or
+    # for one end of a numeric range the whole range ("1,000" -> "between 1,000 and 3,000").
+    start: int
     end: int
     text: str
 
@@ -240,9 +244,17 @@ class Reader:
         return out
 
     def confidences(self, feats: Featurized, scores: np.ndarray) -> np.ndarray:
-        """Calibrated P(correct) for every candidate, given the span-model scores."""
+        """Calibrated P(correct) for every candidate, given the span-model scores.
+
+        The calibration is fitted on each question's best-scored span, so no other span gets
+        more confidence than that one: otherwise a rival the span model ranks far below
+        could be shown as the surer answer, or answer a question the best span abstains on.
+        """
         x = confidence_features(feats, scores)
-        return 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
+        conf = 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
+        if len(conf):
+            conf = np.minimum(conf, conf[int(np.argmax(scores))])
+        return conf
 
     def featurize(self, question: str, question_vector: np.ndarray, evidence: Sequence[Evidence],
                   df: Callable[[Sequence[str]], dict[str, int]] | None = None,
@@ -281,6 +293,12 @@ def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
     out[:, 8] = typed
     out[:, 9] = typed * (1.0 - any_match)
     out[:, 10] = x[:, _IX["support"]]
+    out[:, 11] = x[:, _IX["neg_mismatch"]]
+    # The span model is a softmax over candidates: each one's share of it, and how spread it is.
+    share = np.exp(scores - scores.max())
+    share /= share.sum()
+    out[:, 12] = share
+    out[:, 13] = -(share * np.log(share + 1e-12)).sum()
     return out
 
 
@@ -331,6 +349,8 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
             "ovl_frac": len(matched_terms) / max(1, len(q.terms)),
             "bigram": len(q_bigrams & bigrams) / max(1, len(q_bigrams)),
             "root_match": float(bool(q.root_lemma) and any(t[1] == q.root_lemma for t in toks)),
+            # The question asks what is *not* so, and the sentence negates nothing.
+            "neg_mismatch": float(q.negated and not any(is_negation(t[0], t[3]) for t in toks)),
         })
     cos_all = np.array([s["cos"] for s in sents])
     ovl_all = np.array([s["ovl"] for s in sents])
@@ -359,7 +379,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
         sentence_rows.append((
             s["cos"], s["cos"] - max_cos, 1.0 / (1.0 + cos_rank[s_i]), s["ovl"], s["ovl"] - max_ovl,
             s["ovl_frac"], s["bigram"], ev.passage_score, 1.0 / (1.0 + ev.passage_rank),
-            s["root_match"], max_cos, max_ovl, missing))
+            s["root_match"], s["neg_mismatch"], max_cos, max_ovl, missing))
         for cand, vals, onehot in _sentence_candidates(int(s_i), ev, s, q, labels, cross):
             for col in onehot:
                 onehot_rows.append(len(candidates))
@@ -550,9 +570,18 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
         for i, t in enumerate(toks):
             if t[1] == head_noun:
                 near_head[i] = True
+    # Where a sentence marks an increment ("additional", "the recent addition of"), for
+    # questions asking how many *more* (not "more than", which bounds a number).
+    increment = [q.additive and t[1] in INCREMENT
+                 and not (t[0] == "more" and i + 1 < n and toks[i + 1][0] == "than")
+                 for i, t in enumerate(toks)]
     text_of = ev.text
     tree_dist = _tree_distance(toks, [i for i in range(n) if w[i] > 0])
-    for (a, b), kinds in _spans(ev, toks, [x > 0 for x in w.tolist()]).items():
+    spans = _spans(ev, toks, [x > 0 for x in w.tolist()])
+    # Numeric ranges ("between 1,000 and 3,000", "10,000 to 12,000").
+    ranges = [(a, b) for (a, b), kinds in spans.items() if "pattern_num" in kinds
+              and any(toks[i][0] in _RANGE_WORDS for i in range(a + 1, b - 1))]
+    for (a, b), kinds in spans.items():
         length = b - a
         n_content = cum_content[b] - cum_content[a]
         q_in = cum_qcontent[b] - cum_qcontent[a]
@@ -561,6 +590,12 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
             continue
         if length == 1 and toks[a][2] not in _ANSWER_POS:
             continue  # a lone adverb, pronoun or particle ("approximately", "they")
+        # One end of a numeric range ("1,000" in "between 1,000 and 3,000"), not the range.
+        enclosing = None
+        if not any(toks[i][0] in _RANGE_WORDS for i in range(a + 1, b - 1)):
+            enclosing = min(((a2, b2) for a2, b2 in ranges
+                             if a2 <= a and b <= b2 and (a2, b2) != (a, b)),
+                            key=lambda r: r[1] - r[0], default=None)
         d_left = a - prev_match[a] if prev_match[a] >= 0 else 99
         d_right = next_match[b] - b + 1 if b < n else 99
         dist = min(d_left, d_right, 40)
@@ -580,6 +615,9 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
         has_num = cum_num[b] > cum_num[a]
         label = rt[5] or next((toks[i][5] for i in range(a, b) if toks[i][5]), "")
         start, end = toks[a][6], toks[b - 1][6] + toks[b - 1][7]
+        # Hangs from the word the question's wh-phrase hangs from, in the same relation.
+        anchor = toks[head][1] in q.anchors or (
+            toks[head][2] == "ADP" and toks[head2][1] in q.anchors)
         values = (
             (cum_w[b] - cum_w[a]) / total_w,
             q_in / max(1, n_content),
@@ -611,10 +649,17 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
             float(rt[2] == "PROPN"),
             math.log1p(min(tree_dist[root], 20)),
             float(bool(label) and label not in _ENT_LABELS),
+            float(anchor),
+            float(anchor and slot_relation(rt[3]) == q.slot),
+            float(any(increment[max(0, a - WINDOW): b + WINDOW])),
+            float(enclosing is not None),
         )
         onehot = [c for c in (_POS_COL.get(rt[2]), _DEP_COL.get(rt[3]),
                               cross.get("ent_" + label) if label else None,
                               cross.get("dep_" + rt[3])) if c is not None]
+        if enclosing is not None:
+            start = toks[enclosing[0]][6]
+            end = toks[enclosing[1] - 1][6] + toks[enclosing[1] - 1][7]
         yield Candidate(s_i, a, b, start, end, text_of[start:end]), values, onehot
 
 

@@ -147,3 +147,79 @@ def test_related_question_is_more_confident_than_unrelated(nlp, reader):
                             _evidence(nlp, [sentence], [_near(qv, 0.05, 14)]))
     assert on_topic and "3,000" in on_topic[0].text
     assert not off_topic or off_topic[0].confidence < on_topic[0].confidence
+
+
+@pytest.mark.parametrize(("question", "negated"), [
+    ("What did the council not approve?", True),
+    ("Which bridge was never reopened?", True),
+    ("Who didn't attend the summit?", True),
+    ("What did the council approve?", False),
+])
+def test_negated_questions(nlp, question, negated):
+    assert analyse(nlp, question).negated is negated
+
+
+def test_question_slot_names_what_the_wh_phrase_hangs_from(nlp):
+    q = analyse(nlp, "What did the council approve on Monday?")
+    assert "approve" in q.anchors and q.slot == "dobj"
+    assert analyse(nlp, "Which agency reported the figure?").anchors == frozenset({"report"})
+
+
+def test_no_span_is_surer_than_the_best_scored_one(nlp, reader):
+    qv = _unit(15)
+    sentences = ["The council approved a new budget of 40 million euros on Monday.",
+                 "Residents said the park and the library would close in May."]
+    answers = reader.read("What did the council approve?", qv,
+                          _evidence(nlp, sentences, [_near(qv, 0.7, 16), _near(qv, 0.3, 17)]))
+    assert len(answers) > 2
+    assert max(a.confidence for a in answers) == answers[0].confidence
+
+
+@pytest.mark.parametrize(("question", "additive"), [
+    ("How many more troops were sent later?", True),
+    ("How many additional soldiers arrived?", True),
+    ("How much more money was raised?", True),
+    ("How many troops were sent?", False),
+    ("Which country sent more than 500 troops?", False),
+])
+def test_questions_asking_for_an_increment(nlp, question, additive):
+    assert analyse(nlp, question).additive is additive
+
+
+def _feature(reader, feats, name: str, text: str) -> float:
+    col = SPAN_FEATURES.index(name)
+    return max(feats.features[k, col] for k, c in enumerate(feats.candidates) if c.text == text)
+
+
+def test_increment_marks_the_added_number_for_how_many_more(nlp, reader):
+    qv = _unit(20)
+    sentence = ("The army sent 10,000 soldiers in October and an additional 2,000 soldiers "
+                "in December.")
+    evidence = _evidence(nlp, [sentence], [_near(qv, 0.7, 21)])
+    more = reader.featurize("How many more soldiers were sent?", qv, evidence)
+    assert _feature(reader, more, "increment", "2,000") == 1.0
+    assert _feature(reader, more, "increment", "10,000") == 0.0
+    plain = reader.featurize("How many soldiers were sent?", qv, evidence)
+    assert _feature(reader, plain, "increment", "2,000") == 0.0
+
+
+def test_one_end_of_a_range_is_answered_with_the_range(nlp, reader):
+    qv = _unit(22)
+    sentence = "Officials said between 1,000 and 3,000 workers joined the strike on Friday."
+    answers = reader.read("How many workers joined the strike?", qv,
+                          _evidence(nlp, [sentence], [_near(qv, 0.8, 23)]), limit=20)
+    texts = [a.text for a in answers]
+    assert any("1,000 and 3,000" in t for t in texts)
+    assert "1,000" not in texts and "3,000" not in texts
+    for a in answers:
+        assert a.text == a.evidence.text[a.start - a.evidence.start:a.end - a.evidence.start]
+
+
+def test_negated_question_is_less_confident_on_a_positive_sentence(nlp, reader):
+    qv = _unit(18)
+    sentence = "The council approved a new budget of 40 million euros on Monday."
+    evidence = _evidence(nlp, [sentence], [_near(qv, 0.8, 19)])
+    plain = reader.read("What did the council approve on Monday?", qv, evidence)
+    negated = reader.read("What did the council not approve on Monday?", qv, evidence)
+    assert plain and negated
+    assert negated[0].confidence < plain[0].confidence
