@@ -93,7 +93,7 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
     are milliseconds per question.
     """
     from eval.harness import check_thresholds, parse_thresholds, run_eval
-    from eval.report import format_table, write_report
+    from eval.report import comparison_lines, format_table, write_report
 
     if url and (index_dir or corpus):
         raise EvalError("--url evaluates a running server; leave out --index and --corpus")
@@ -129,6 +129,9 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
             shutil.rmtree(temp_dir, ignore_errors=True)
     click.echo(f"{run.questions} questions from {dataset}, on {where}\n")
     click.echo(format_table(run))
+    lines = comparison_lines(run)
+    if lines:
+        click.echo("\n" + "\n".join(lines))
     click.echo(f"\nrates are fractions in [0, 1]; latencies in ms. "
                f"Wrote {files.results}, {files.json}, {files.markdown} and "
                f"{len(files.charts)} charts in {out_dir}")

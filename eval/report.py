@@ -13,6 +13,7 @@ from pathlib import Path
 
 from eval.baselines import SYSTEM
 from eval.harness import EvalRun
+from eval.metrics import paired_difference
 
 # (metric key, column header, format) for the summary table.
 COLUMNS = (
@@ -108,6 +109,40 @@ def reliability_rows(run: EvalRun, system: str) -> tuple[list[str], list[list[st
     return header, rows
 
 
+def comparisons(run: EvalRun, metric: str = "f1") -> dict[str, dict]:
+    """The main system's per-question `metric` against each other system's on the same
+    questions: {baseline: paired_difference(...)}."""
+    main = _main_system(run)
+    mine = {r.id: getattr(r, metric) for r in run.for_system(main)}
+    out = {}
+    for other in run.systems:
+        if other == main:
+            continue
+        theirs = {r.id: getattr(r, metric) for r in run.for_system(other)}
+        ids = [i for i in mine if i in theirs]
+        if ids:
+            out[other] = paired_difference([mine[i] for i in ids], [theirs[i] for i in ids])
+    return out
+
+
+def comparison_lines(run: EvalRun) -> list[str]:
+    """One plain-text line per baseline: the F1 difference, its interval, who wins where."""
+    main = _main_system(run)
+    return [f"{main} - {other}: F1 {c['difference']:+.3f} ({c['level']:.0%} CI "
+            f"{c['low']:+.3f} to {c['high']:+.3f}; {c['differ']} of {c['questions']} "
+            f"questions differ, {c['better']} better, {c['worse']} worse)"
+            for other, c in comparisons(run).items()]
+
+
+def comparison_rows(run: EvalRun) -> tuple[list[str], list[list[str]]]:
+    header = ["baseline", "F1 difference", "95% interval", "questions differing",
+              "better / worse"]
+    rows = [[other, f"{c['difference']:+.3f}", f"{c['low']:+.3f} to {c['high']:+.3f}",
+             f"{c['differ']} of {c['questions']}", f"{c['better']} / {c['worse']}"]
+            for other, c in comparisons(run).items()]
+    return header, rows
+
+
 # --------------------------------------------------------------------------- charts
 
 
@@ -187,6 +222,10 @@ def report_dict(run: EvalRun, dataset: str | Path | None = None, index: str | No
         "units": "rates are fractions in [0, 1]; latencies are milliseconds",
         **({"meta": run.meta} if run.meta else {}),
         "metrics": run.metrics,
+        # Per-question F1 of the main system minus each baseline's, with a paired
+        # bootstrap interval: whether the gold set can tell them apart.
+        "comparisons": {"metric": "f1", "system": _main_system(run),
+                        "against": comparisons(run)},
     }
 
 
@@ -204,6 +243,19 @@ def markdown(run: EvalRun, report: dict, charts: dict[str, Path]) -> str:
         "",
         _markdown_table(*summary_rows(run)),
         "",
+    ]
+    if len(run.systems) > 1:
+        parts += [
+            f"## `{main}` against the others",
+            "",
+            ("Per-question F1 of `" + main + "` minus the other system's, averaged, with a "
+             "95% paired bootstrap interval (2,000 resamples of the questions). An interval "
+             "that contains 0 means this gold set cannot tell the two apart."),
+            "",
+            _markdown_table(*comparison_rows(run)),
+            "",
+        ]
+    parts += [
         "## F1 by question type",
         "",
         _markdown_table(*type_f1_rows(run)),

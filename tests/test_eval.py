@@ -21,7 +21,7 @@ from eval.baselines import BestSentenceReader
 from eval.cli import main
 from eval.gold import GoldQuestion
 from eval.harness import EvalError, as_body, check_thresholds, parse_thresholds, run_eval
-from eval.metrics import squad_scores
+from eval.metrics import paired_difference, squad_scores
 from eval.report import format_table, write_report
 from indexing.errors import DocumentNotFoundError
 from service.answers import Answer, Citation, aggregate
@@ -234,6 +234,29 @@ def test_report_files(fake_run, tmp_path):
     table = format_table(fake_run)
     assert table.splitlines()[0].split()[:4] == ["system", "n", "EM", "F1"]
     assert "1.00/0.50" in table and "0.750" in table
+    # The same answers through JSON: no question differs, and the interval says so.
+    same = report["comparisons"]["against"]["as-json"]
+    assert report["comparisons"]["system"] == "system"
+    assert (same["difference"], same["low"], same["high"], same["differ"]) == (0, 0, 0, 0)
+    assert "## `system` against the others" in md and "| as-json | +0.000 |" in md
+
+
+def test_paired_difference_interval():
+    tied = paired_difference([0.5, 1.0, 0.0], [0.5, 1.0, 0.0])
+    assert (tied["difference"], tied["low"], tied["high"], tied["differ"]) == (0, 0, 0, 0)
+    # Better on 30 questions of 40, never worse: the whole interval is above 0.
+    better = paired_difference([1.0] * 30 + [0.0] * 10, [0.0] * 40)
+    assert better["difference"] == pytest.approx(0.75)
+    assert 0 < better["low"] < 0.75 < better["high"] <= 1.0
+    assert (better["better"], better["worse"], better["questions"]) == (30, 0, 40)
+    # One win and one loss in 40: the interval straddles 0.
+    mixed = paired_difference([1.0, 0.0] + [0.5] * 38, [0.0, 1.0] + [0.5] * 38)
+    assert mixed["low"] < 0 < mixed["high"] and mixed["differ"] == 2
+    assert paired_difference([1.0, 0.0], [0.0, 1.0]) == paired_difference([1.0, 0.0], [0.0, 1.0])
+    with pytest.raises(ValueError):
+        paired_difference([1.0], [1.0, 0.0])
+    with pytest.raises(ValueError):
+        paired_difference([], [])
 
 
 # --------------------------------------------------------------------------- CLI
