@@ -96,6 +96,7 @@ class Question:
     anchors: frozenset[str] = frozenset()
     slot: str = ""
     additive: bool = False  # the wh-phrase asks for an increment ("how many more ...")
+    specific: frozenset[str] = frozenset()  # its names and numbers, lower-cased
 
     @property
     def labels(self) -> frozenset[str]:
@@ -136,7 +137,9 @@ def analyse(nlp, text: str) -> Question:
         t.lower_ in ADDITIVE for t in (*phrase.subtree, *doc[wh_tok.i + 1:wh_tok.i + 3])
         if t is not wh_tok)
     return Question(text, answer_type, wh, head, tuple(terms), tuple(lemmas), root_lemma, doc,
-                    any(is_negation(t.lower_, t.dep_) for t in doc), anchors, slot, additive)
+                    any(is_negation(t.lower_, t.dep_) for t in doc), anchors, slot, additive,
+                    frozenset(t.lower_ for t in doc
+                              if (t.pos_ in ("PROPN", "NUM") or t.like_num) and not t.is_punct))
 
 
 def _wh_phrase(wh_tok):

@@ -91,7 +91,7 @@ SPAN_FEATURES: tuple[str, ...] = (
     "cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram", "passage_score",
     "passage_rank", "root_match", "neg_mismatch",
     # evidence-level (same for every candidate of a question)
-    "max_cos", "max_ovl", "missing",
+    "max_cos", "max_ovl", "missing", "missing_specific",
     # span-level
     "span_q", "span_q_frac", "span_all_q", "left_q", "right_q", "dist", "no_match",
     "attach_q", "attach_q2", "len", "log_len", "long", "is_ent", "is_chunk", "is_subtree",
@@ -107,6 +107,7 @@ SPAN_FEATURES: tuple[str, ...] = (
 CONFIDENCE_FEATURES: tuple[str, ...] = (
     "score", "margin", "max_cos", "max_ovl", "missing", "top_ovl", "top_cos", "type_match",
     "typed", "typed_unmatched", "support", "neg_mismatch", "share", "entropy",
+    "missing_specific",
 )
 _ATTRS = [LOWER, LEMMA, POS, DEP, HEAD, ENT_TYPE, ENT_IOB, IDX, LENGTH, IS_PUNCT, LIKE_NUM]
 _ANSWER_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "X"})
@@ -124,7 +125,7 @@ _SPAN_VALUES = (
 _SPAN_COLS = np.array([_IX[name] for name in _SPAN_VALUES])
 _SENTENCE_VALUES = ("cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram",
                     "passage_score", "passage_rank", "root_match", "neg_mismatch", "max_cos",
-                    "max_ovl", "missing")
+                    "max_ovl", "missing", "missing_specific")
 _SENTENCE_COLS = np.array([_IX[name] for name in _SENTENCE_VALUES])
 _CROSSED_COLS = np.array([_IX[name] for name in _CROSSED])
 _POS_COL = {p: _IX[f"pos_{p}"] for p in _ROOT_POS}
@@ -299,6 +300,7 @@ def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
     share /= share.sum()
     out[:, 12] = share
     out[:, 13] = -(share * np.log(share + 1e-12)).sum()
+    out[:, 14] = x[:, _IX["missing_specific"]]
     return out
 
 
@@ -329,6 +331,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
     # Per-sentence token tables and sentence-level scores.
     sents = []
     found_terms: set[str] = set()
+    words: set[str] = set()  # every word of the evidence, lower-cased
     for ev in evidence:
         toks = tables(ev) if tables is not None else _token_table(ev.doc)
         w = np.zeros(len(toks) + 1, np.float32)
@@ -341,6 +344,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
                 w[i] = by_lemma[tok[1]]
                 matched_terms.add(q.terms[q.lemmas.index(tok[1])])
         found_terms |= matched_terms
+        words.update(t[0] for t in toks)
         ovl = sum(weight[t] for t in matched_terms) / total
         bigrams = {(a[1], b[1]) for a, b in zip(toks, toks[1:])}
         cos = float(np.dot(ev.vector, question_vector))
@@ -356,6 +360,10 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
     ovl_all = np.array([s["ovl"] for s in sents])
     max_cos, max_ovl = float(cos_all.max()), float(ovl_all.max())
     missing = sum(weight[t] for t in q.terms if t not in found_terms) / total
+    # Names and numbers of the question that no evidence sentence contains: the evidence is
+    # about something else ("in 1950" asked, only 1960 found), so an answer is unlikely.
+    missing_specific = (sum(t not in words for t in q.specific) / len(q.specific)
+                        if q.specific else 0.0)
     cos_rank = np.empty(len(sents))
     cos_rank[np.argsort(-cos_all, kind="stable")] = np.arange(len(sents))
     chosen = np.argsort(-(cos_all + ovl_all), kind="stable")[:MAX_SENTENCES]
@@ -379,7 +387,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
         sentence_rows.append((
             s["cos"], s["cos"] - max_cos, 1.0 / (1.0 + cos_rank[s_i]), s["ovl"], s["ovl"] - max_ovl,
             s["ovl_frac"], s["bigram"], ev.passage_score, 1.0 / (1.0 + ev.passage_rank),
-            s["root_match"], s["neg_mismatch"], max_cos, max_ovl, missing))
+            s["root_match"], s["neg_mismatch"], max_cos, max_ovl, missing, missing_specific))
         for cand, vals, onehot in _sentence_candidates(int(s_i), ev, s, q, labels, cross):
             for col in onehot:
                 onehot_rows.append(len(candidates))

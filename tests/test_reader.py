@@ -223,3 +223,19 @@ def test_negated_question_is_less_confident_on_a_positive_sentence(nlp, reader):
     negated = reader.read("What did the council not approve on Monday?", qv, evidence)
     assert plain and negated
     assert negated[0].confidence < plain[0].confidence
+
+
+def test_missing_specific_counts_question_names_and_numbers_absent_from_the_evidence(nlp, reader):
+    qv = _unit(24)
+    evidence = _evidence(nlp, ["The mayor of Lyon opened the new bridge in 1998."],
+                         [_near(qv, 0.7, 25)])
+    col = SPAN_FEATURES.index("missing_specific")
+
+    def missing(question: str) -> float:
+        feats = reader.featurize(question, qv, evidence)
+        return float(feats.features[0, col])
+
+    assert analyse(nlp, "When did the mayor of Lyon open the bridge?").specific == {"lyon"}
+    assert missing("When did the mayor of Lyon open the bridge?") == 0.0
+    assert missing("What did the mayor of Lyon open in 2004?") == pytest.approx(0.5)
+    assert missing("What did the mayor open?") == 0.0  # nothing specific to miss
