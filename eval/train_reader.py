@@ -34,7 +34,7 @@ import json
 import pickle
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,7 @@ def _cache_key(indexer) -> str:
     golds = [ROOT / "eval/datasets/bundled-dev.jsonl", ROOT / "eval/datasets/bundled-test.jsonl",
              SQUAD_SAMPLE]
     parts = {
+        "format": 2,  # rows stored as plain tuples
         "evidence_passages": EVIDENCE_PASSAGES, "rrf_k": retrieval.RRF_K,
         "dense_weight": retrieval.DENSE_WEIGHT, "lexical_weight": retrieval.LEXICAL_WEIGHT,
         "candidates": retrieval.CANDIDATES, "embedder": indexer.embedder.backend,
@@ -149,10 +150,13 @@ def retrieve(work: Path) -> list[Retrieved]:
     key = _cache_key(indexer)
     cache = work / "retrieved.pkl"
     if cache.exists():
-        with cache.open("rb") as fh:
-            stored = pickle.load(fh)
+        try:
+            with cache.open("rb") as fh:
+                stored = pickle.load(fh)
+        except (OSError, EOFError, AttributeError, pickle.UnpicklingError):
+            stored = None  # unreadable (an older format): rebuilt below
         if isinstance(stored, dict) and stored.get("key") == key:
-            return stored["retrieved"]
+            return [Retrieved(*row) for row in stored["retrieved"]]
         for _, _, index_dir, _ in _sets(work):
             shutil.rmtree(index_dir, ignore_errors=True)
     squad_dir = work / "squad"
@@ -170,8 +174,10 @@ def retrieve(work: Path) -> list[Retrieved]:
             keys = [(e.doc_id, e.ord, e.passage_rank, e.passage_score) for e in evidence]
             out.append(Retrieved(gold, split, name, qv, keys,
                                  index.document_frequency(terms), index.fts_documents))
+    # Plain tuples, not Retrieved: pickled classes are named by module, and this one is
+    # `__main__.Retrieved` when the file runs as `python -m eval.train_reader`.
     with cache.open("wb") as fh:
-        pickle.dump({"key": key, "retrieved": out}, fh)
+        pickle.dump({"key": key, "retrieved": [tuple(getattr(r, f.name) for f in fields(r)) for r in out]}, fh)
     return out
 
 
