@@ -204,7 +204,7 @@ def score_cmd(predictions, dataset) -> None:
 @eval_group.command("import-squad")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="directory for corpus.jsonl and gold.jsonl")
+              help="directory for corpus.jsonl, gold.jsonl and its dev/test halves")
 @eval_errors
 def import_squad_cmd(file, out_dir) -> None:
     """Turn a SQuAD v1.1/v2.0 JSON file into a corpus and a gold set."""
@@ -213,7 +213,8 @@ def import_squad_cmd(file, out_dir) -> None:
     summary = import_squad(file, out_dir)
     click.echo(f"{summary.documents} documents, {summary.questions} questions "
                f"({summary.unanswerable} unanswerable) -> {summary.corpus_path}, "
-               f"{summary.gold_path}; {len(summary.mismatches)} offset mismatches repaired")
+               f"{summary.gold_path} (halves: {', '.join(p.name for p in summary.split_paths)}); "
+               f"{len(summary.mismatches)} offset mismatches repaired")
 
 
 if __name__ == "__main__":

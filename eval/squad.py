@@ -6,13 +6,16 @@ a blank line, so every answer offset is shifted by its paragraph's position in
 that text. Three files are written to the output directory:
 
 * ``corpus.jsonl`` — the documents, in the corpus JSONL format of DESIGN.md;
-* ``gold.jsonl`` — the questions, in the format :mod:`eval.gold` reads;
+* ``gold.jsonl`` — the questions, in the format :mod:`eval.gold` reads, and the
+  same questions split in two halves by a hash of their id, ``gold-dev.jsonl`` (to
+  tune on) and ``gold-test.jsonl`` (to report on): the split `squad_split` makes;
 * ``answer_offsets.jsonl`` — ``{"id", "doc_id", "answer", "start", "end"}`` per
   distinct gold answer occurrence, every one verified against the text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -67,6 +70,14 @@ class ImportSummary:
     corpus_path: Path
     gold_path: Path
     offsets_path: Path
+    split_paths: tuple[Path, Path] = ()
+    """gold-dev.jsonl and gold-test.jsonl."""
+
+
+def squad_split(question_id: str) -> str:
+    """Deterministic half of a question: "dev" when sha1(id)'s first hex digit is < 8, else
+    "test". `eval.train_reader` fits the reader on the dev half only."""
+    return "dev" if int(hashlib.sha1(question_id.encode()).hexdigest()[0], 16) < 8 else "test"
 
 
 def doc_id_from_title(title: str, taken: set[str]) -> str:
@@ -257,6 +268,9 @@ def import_squad(path: str | Path, out_dir: str | Path) -> ImportSummary:
     _write_jsonl(corpus_path, documents)
     _write_jsonl(gold_path, gold)
     _write_jsonl(offsets_path, offsets)
+    split_paths = (out / "gold-dev.jsonl", out / "gold-test.jsonl")
+    for half, split_path in zip(("dev", "test"), split_paths):
+        _write_jsonl(split_path, (q for q in gold if squad_split(q["id"]) == half))
 
     unanswerable = sum(1 for q in gold if not q["answers"])
     version = payload.get("version")
@@ -274,4 +288,5 @@ def import_squad(path: str | Path, out_dir: str | Path) -> ImportSummary:
         corpus_path=corpus_path,
         gold_path=gold_path,
         offsets_path=offsets_path,
+        split_paths=split_paths,
     )

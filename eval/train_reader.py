@@ -21,9 +21,9 @@ sentences), and then:
 It prints out-of-fold dev scores first (5 folds over questions, per corpus: the top
 span's F1 before abstention, and F1 with it), which is what settings are chosen by.
 Only dev data is used for fitting. Splits: the bundled set ships as
-``bundled-dev.jsonl`` / ``bundled-test.jsonl``; a SQuAD question is dev when the
-first hex digit of sha1(question id) is < 8, else test. Test scores are reported,
-never used to choose anything.
+``bundled-dev.jsonl`` / ``bundled-test.jsonl``; SQuAD questions are split by
+`eval.squad.squad_split` (the halves `import-squad` writes as gold-dev.jsonl and
+gold-test.jsonl). Test scores are reported, never used to choose anything.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from sklearn.model_selection import GroupKFold
 
 from eval.gold import GoldQuestion
 from eval.metrics import f1, squad_scores
+from eval.squad import squad_split
 from indexing.sentences import to_spacy_doc
 from service.qa import EVIDENCE_PASSAGES
 from service.question import analyse
@@ -75,11 +76,6 @@ class Example:
     feats: Featurized
     labels: np.ndarray  # per candidate: 1 when F1 >= POSITIVE_F1 with a gold answer
     f1s: np.ndarray
-
-
-def squad_split(question_id: str) -> str:
-    """Deterministic dev/test half of a SQuAD question: sha1(id)'s first hex digit < 8 is dev."""
-    return "dev" if int(hashlib.sha1(question_id.encode()).hexdigest()[0], 16) < 8 else "test"
 
 
 def _load_gold(path: Path) -> list[GoldQuestion]:

@@ -30,7 +30,7 @@ from eval.metrics import (
     retrieval_scores,
     squad_scores,
 )
-from eval.squad import SquadFormatError, doc_id_from_title, import_squad
+from eval.squad import SquadFormatError, doc_id_from_title, import_squad, squad_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLE_DIR = SHARED / "datasets" / "squad2-sample"
@@ -369,6 +369,7 @@ def test_import_sample(imported) -> None:
 
     gold = _read_jsonl(imported.gold_path)
     assert len(gold) == 626 and sum(1 for q in gold if not q["answers"]) == 333
+    assert [len(_read_jsonl(p)) for p in imported.split_paths] == [325, 301]
     assert all((q["type"] == "unanswerable") == (not q["answers"]) for q in gold)
     assert all(bool(q["doc_ids"]) == bool(q["answers"]) for q in gold)
 
@@ -496,6 +497,12 @@ def test_import_synthetic_v11(tmp_path: Path) -> None:
     assert gold["q2"].answers == ("1066", "England", "Hastings")
     assert gold["q3"].doc_ids == ("Beyonce_Knowles-2",)
     assert [gold[q].type for q in ("q1", "q2", "q3")] == ["person", "date", "count"]
+
+    # The two halves partition the gold set the way squad_split says, order kept.
+    dev, test = ([q["id"] for q in _read_jsonl(path)] for path in summary.split_paths)
+    assert sorted(dev + test) == sorted(gold) and not set(dev) & set(test)
+    assert all(squad_split(q) == "dev" for q in dev) and all(squad_split(q) == "test" for q in test)
+    assert dev == [q for q in gold if q in dev]
 
 
 @pytest.mark.parametrize(
