@@ -6,6 +6,7 @@ Playwright is missing; .ci/run installs Chromium.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -25,12 +26,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture()
-def server(index_copy):
+@contextlib.contextmanager
+def _serve(index_dir: Path, **env_vars: str):
     port = free_port()
     exe = Path(sys.executable).with_name("article-qa")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([str(exe), "serve", "--index", str(index_copy), "--port", str(port)],
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env_vars}
+    proc = subprocess.Popen([str(exe), "serve", "--index", str(index_dir), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -51,6 +52,21 @@ def server(index_copy):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture()
+def server(index_copy):
+    with _serve(index_copy) as url:
+        yield url
+
+
+READ_KEY = "reader-key-for-the-test"
+
+
+@pytest.fixture()
+def keyed_server(index_copy):
+    with _serve(index_copy, ARTICLE_QA_READ_API_KEY=READ_KEY) as url:
+        yield url
 
 
 @pytest.fixture()
@@ -132,3 +148,32 @@ def test_chat_page_escapes_text_and_shows_abstention_and_errors(server, page):
     page.locator("#error").wait_for(state="visible", timeout=30_000)
     assert "limit" in page.locator("#error").inner_text()
     page.screenshot(path=str(ARTIFACTS / "chat-error.png"))
+
+
+def test_chat_page_asks_for_the_read_key(keyed_server, page):
+    page.goto(keyed_server + "/")
+    page.fill("#question", "Where have North Korean troops seen combat?")
+    page.keyboard.press("Enter")
+    key_form = page.locator("#key-form")
+    key_form.wait_for(state="visible", timeout=30_000)
+    # Not an error and not an answer: the question is kept until a key is given.
+    assert page.locator("li.turn").count() == 0 and page.locator("#error").is_hidden()
+    assert page.evaluate("document.activeElement.id") == "key"
+    page.screenshot(path=str(ARTIFACTS / "chat-key.png"))
+
+    page.fill("#key", "not-the-key")
+    page.keyboard.press("Enter")
+    page.locator("#key-form label", has_text="not accepted").wait_for(timeout=30_000)
+    assert key_form.is_visible() and page.locator("li.turn").count() == 0
+
+    page.fill("#key", READ_KEY)
+    page.keyboard.press("Enter")
+    page.locator("li.turn.assistant[data-done='true']").wait_for(timeout=60_000)
+    assert key_form.is_hidden()
+    turn = page.locator("li.turn.assistant").first
+    assert "Kursk" in turn.locator(".reply").inner_text()
+    assert page.locator("li.turn.user").first.inner_text().startswith("Where have")
+    # The article behind a citation is read with the same key.
+    turn.locator("button.citation").first.click()
+    page.locator("dialog#article").wait_for(state="visible")
+    assert page.locator("#error").is_hidden()

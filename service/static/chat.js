@@ -9,7 +9,34 @@
   const send = document.getElementById("send");
   const errorBox = document.getElementById("error");
   const dialog = document.getElementById("article");
+  const keyForm = document.getElementById("key-form");
+  const keyInput = document.getElementById("key");
   const messages = [];
+  // A deployment with ARTICLE_QA_READ_API_KEY answers 401 without a key: the page asks
+  // for one and keeps it for this tab only (sessionStorage), never in the page's URL.
+  const KEY_STORE = "article-qa-api-key";
+  let pendingQuestion = null;
+
+  class NeedsKey extends Error {}
+
+  function authHeaders() {
+    const key = sessionStorage.getItem(KEY_STORE);
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  // 401 (no key) or 403 (a wrong one): ask for a key instead of failing.
+  async function checkAuth(r) {
+    if (r.status !== 401 && r.status !== 403) return;
+    const body = await r.json().catch(() => ({}));
+    if (r.status === 403) sessionStorage.removeItem(KEY_STORE);
+    keyForm.querySelector("label").textContent = r.status === 401
+      ? "This server needs an API key to answer"
+      : `The API key was not accepted (${body.detail || "HTTP 403"}); enter another`;
+    keyForm.hidden = false;
+    keyInput.value = "";
+    keyInput.focus();
+    throw new NeedsKey();
+  }
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -48,7 +75,8 @@
 
   async function openArticle(c) {
     try {
-      const r = await fetch(`/documents/${encodeURIComponent(c.doc_id)}`);
+      const r = await fetch(`/documents/${encodeURIComponent(c.doc_id)}`, { headers: authHeaders() });
+      await checkAuth(r);
       const body = await r.json();
       if (!r.ok) throw new Error(body.detail || `HTTP ${r.status}`);
       document.getElementById("article-title").textContent = body.title || body.doc_id;
@@ -65,7 +93,7 @@
       quote.scrollIntoView({ block: "center" });
       document.getElementById("close").focus();
     } catch (err) {
-      showError(`Could not open the article: ${err.message}`);
+      if (!(err instanceof NeedsKey)) showError(`Could not open the article: ${err.message}`);
     }
   }
 
@@ -148,9 +176,10 @@
     try {
       const r = await fetch("/chat", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders() },
         body: JSON.stringify({ messages, stream: true }),
       });
+      await checkAuth(r);
       if (!r.ok) {
         const body = await r.json().catch(() => ({}));
         throw new Error(body.detail || `HTTP ${r.status}`);
@@ -168,13 +197,20 @@
       turn.dataset.done = "true";
     } catch (err) {
       messages.pop();
+      if (err instanceof NeedsKey) {
+        // Not an answer: take the question back, and ask it again once a key is given.
+        turn.previousElementSibling.remove();
+        turn.remove();
+        pendingQuestion = question;
+        return;
+      }
       turn.classList.remove("pending");
       turn.textContent = "";
       turn.append(el("p", "reply", "No answer: an error occurred."));
       showError(`Error: ${err.message}`);
     } finally {
       send.disabled = false;
-      input.focus();
+      (keyForm.hidden ? input : keyInput).focus();
     }
   }
 
@@ -184,6 +220,18 @@
     if (!q || send.disabled) return;
     input.value = "";
     ask(q);
+  });
+  keyForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = keyInput.value.trim();
+    if (!key) return;
+    sessionStorage.setItem(KEY_STORE, key);
+    keyInput.value = "";
+    keyForm.hidden = true;
+    const q = pendingQuestion;
+    pendingQuestion = null;
+    if (q) ask(q);
+    else input.focus();
   });
   document.getElementById("close").addEventListener("click", () => dialog.close());
   input.focus();
