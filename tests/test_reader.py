@@ -149,14 +149,21 @@ def test_related_question_is_more_confident_than_unrelated(nlp, reader):
     assert not off_topic or off_topic[0].confidence < on_topic[0].confidence
 
 
-@pytest.mark.parametrize(("question", "negated"), [
-    ("What did the council not approve?", True),
-    ("Which bridge was never reopened?", True),
-    ("Who didn't attend the summit?", True),
-    ("What did the council approve?", False),
+@pytest.mark.parametrize(("question", "flag", "expected"), [
+    # asks about what is not the case
+    ("What did the council not approve?", "negated", True),
+    ("Which bridge was never reopened?", "negated", True),
+    ("Who didn't attend the summit?", "negated", True),
+    ("What did the council approve?", "negated", False),
+    # asks for an increment
+    ("How many more troops were sent later?", "additive", True),
+    ("How many additional soldiers arrived?", "additive", True),
+    ("How much more money was raised?", "additive", True),
+    ("How many troops were sent?", "additive", False),
+    ("Which country sent more than 500 troops?", "additive", False),
 ])
-def test_negated_questions(nlp, question, negated):
-    assert analyse(nlp, question).negated is negated
+def test_question_flags(nlp, question, flag, expected):
+    assert getattr(analyse(nlp, question), flag) is expected
 
 
 def test_question_slot_names_what_the_wh_phrase_hangs_from(nlp):
@@ -173,17 +180,6 @@ def test_no_span_is_surer_than_the_best_scored_one(nlp, reader):
                           _evidence(nlp, sentences, [_near(qv, 0.7, 16), _near(qv, 0.3, 17)]))
     assert len(answers) > 2
     assert max(a.confidence for a in answers) == answers[0].confidence
-
-
-@pytest.mark.parametrize(("question", "additive"), [
-    ("How many more troops were sent later?", True),
-    ("How many additional soldiers arrived?", True),
-    ("How much more money was raised?", True),
-    ("How many troops were sent?", False),
-    ("Which country sent more than 500 troops?", False),
-])
-def test_questions_asking_for_an_increment(nlp, question, additive):
-    assert analyse(nlp, question).additive is additive
 
 
 def _feature(reader, feats, name: str, text: str) -> float:
