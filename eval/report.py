@@ -134,12 +134,13 @@ def comparison_lines(run: EvalRun) -> list[str]:
             for other, c in comparisons(run).items()]
 
 
-def comparison_rows(run: EvalRun) -> tuple[list[str], list[list[str]]]:
+def comparison_rows(against: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and one row per baseline of `comparisons`' result, for report.md."""
     header = ["baseline", "F1 difference", "95% interval", "questions differing",
               "better / worse"]
     rows = [[other, f"{c['difference']:+.3f}", f"{c['low']:+.3f} to {c['high']:+.3f}",
              f"{c['differ']} of {c['questions']}", f"{c['better']} / {c['worse']}"]
-            for other, c in comparisons(run).items()]
+            for other, c in against.items()]
     return header, rows
 
 
@@ -252,7 +253,7 @@ def markdown(run: EvalRun, report: dict, charts: dict[str, Path]) -> str:
              "95% paired bootstrap interval (2,000 resamples of the questions). An interval "
              "that contains 0 means this gold set cannot tell the two apart."),
             "",
-            _markdown_table(*comparison_rows(run)),
+            _markdown_table(*comparison_rows(report["comparisons"]["against"])),
             "",
         ]
     parts += [
