@@ -129,7 +129,7 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
             shutil.rmtree(temp_dir, ignore_errors=True)
     click.echo(f"{run.questions} questions from {dataset}, on {where}\n")
     click.echo(format_table(run))
-    lines = comparison_lines(run)
+    lines = comparison_lines(files.report)
     if lines:
         click.echo("\n" + "\n".join(lines))
     click.echo(f"\nrates are fractions in [0, 1]; latencies in ms. "

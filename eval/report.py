@@ -39,6 +39,7 @@ class ReportFiles:
     json: Path
     markdown: Path
     charts: tuple[Path, ...]
+    report: dict  # what report.json holds
 
 
 def _fmt(value, pattern: str) -> str:
@@ -125,13 +126,14 @@ def comparisons(run: EvalRun, metric: str = "f1") -> dict[str, dict]:
     return out
 
 
-def comparison_lines(run: EvalRun) -> list[str]:
-    """One plain-text line per baseline: the F1 difference, its interval, who wins where."""
-    main = _main_system(run)
+def comparison_lines(report: dict) -> list[str]:
+    """One plain-text line per baseline of a report's comparisons: the F1 difference, its
+    interval, who wins where."""
+    main = report["comparisons"]["system"]
     return [f"{main} - {other}: F1 {c['difference']:+.3f} ({c['level']:.0%} CI "
             f"{c['low']:+.3f} to {c['high']:+.3f}; {c['differ']} of {c['questions']} "
             f"questions differ, {c['better']} better, {c['worse']} worse)"
-            for other, c in comparisons(run).items()]
+            for other, c in report["comparisons"]["against"].items()]
 
 
 def comparison_rows(against: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
@@ -292,4 +294,4 @@ def write_report(run: EvalRun, out_dir: str | Path, dataset: str | Path | None =
               "reliability": _plot_reliability(run, _main_system(run), out / "reliability.png")}
     md_path = out / "report.md"
     md_path.write_text(markdown(run, report, charts), encoding="utf-8")
-    return ReportFiles(results, json_path, md_path, tuple(charts.values()))
+    return ReportFiles(results, json_path, md_path, tuple(charts.values()), report)

@@ -173,7 +173,8 @@ def retrieve(work: Path) -> list[Retrieved]:
     # Plain tuples, not Retrieved: pickled classes are named by module, and this one is
     # `__main__.Retrieved` when the file runs as `python -m eval.train_reader`.
     with cache.open("wb") as fh:
-        pickle.dump({"key": key, "retrieved": [tuple(getattr(r, f.name) for f in fields(r)) for r in out]}, fh)
+        rows = [tuple(getattr(r, f.name) for f in fields(r)) for r in out]
+        pickle.dump({"key": key, "retrieved": rows}, fh)
     return out
 
 

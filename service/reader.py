@@ -588,7 +588,7 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
     spans = _spans(ev, toks, [x > 0 for x in w.tolist()])
     # Numeric ranges ("between 1,000 and 3,000", "10,000 to 12,000").
     ranges = [(a, b) for (a, b), kinds in spans.items() if "pattern_num" in kinds
-              and any(toks[i][0] in _RANGE_WORDS for i in range(a + 1, b - 1))]
+              and _joins_range(toks, a, b)]
     for (a, b), kinds in spans.items():
         length = b - a
         n_content = cum_content[b] - cum_content[a]
@@ -600,7 +600,7 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
             continue  # a lone adverb, pronoun or particle ("approximately", "they")
         # One end of a numeric range ("1,000" in "between 1,000 and 3,000"), not the range.
         enclosing = None
-        if not any(toks[i][0] in _RANGE_WORDS for i in range(a + 1, b - 1)):
+        if not _joins_range(toks, a, b):
             enclosing = min(((a2, b2) for a2, b2 in ranges
                              if a2 <= a and b <= b2 and (a2, b2) != (a, b)),
                             key=lambda r: r[1] - r[0], default=None)
@@ -669,6 +669,11 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
             start = toks[enclosing[0]][6]
             end = toks[enclosing[1] - 1][6] + toks[enclosing[1] - 1][7]
         yield Candidate(s_i, a, b, start, end, text_of[start:end]), values, onehot
+
+
+def _joins_range(toks: list, a: int, b: int) -> bool:
+    """Whether tokens [a, b) join two values inside them ("1,000 to 3,000")."""
+    return any(toks[i][0] in _RANGE_WORDS for i in range(a + 1, b - 1))
 
 
 def _pattern_match(answer_type: str, kinds: set[str], toks: list, a: int, b: int,
