@@ -88,13 +88,16 @@ def page():
 
 
 def _ask(page, question: str, n: int):
+    from playwright.sync_api import expect  # present: the page fixture skips without it
+
     page.fill("#question", question)
     page.keyboard.press("Enter")  # keyboard-friendly: Enter submits
     turn = page.locator("li.turn.assistant").nth(n - 1)
     turn.locator(".reply").wait_for(timeout=60_000)
-    page.wait_for_function(
-        f"document.querySelectorAll('li.turn.assistant')[{n - 1}].dataset.done === 'true'",
-        timeout=60_000)
+    # Not page.wait_for_function: when its first check fails it polls by evaluating a string
+    # in the page, which the page's CSP (no 'unsafe-eval') refuses. expect() polls from
+    # Playwright's own isolated world.
+    expect(turn).to_have_attribute("data-done", "true", timeout=60_000)
     return turn
 
 
