@@ -598,9 +598,10 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
             continue
         if length == 1 and toks[a][2] not in _ANSWER_POS:
             continue  # a lone adverb, pronoun or particle ("approximately", "they")
-        # One end of a numeric range ("1,000" in "between 1,000 and 3,000"), not the range.
+        # One end of a numeric range ("1,000" in "between 1,000 and 3,000"), not the range;
+        # most sentences hold no range, and then no span needs the search.
         enclosing = None
-        if not _joins_range(toks, a, b):
+        if ranges and not _joins_range(toks, a, b):
             enclosing = min(((a2, b2) for a2, b2 in ranges
                              if a2 <= a and b <= b2 and (a2, b2) != (a, b)),
                             key=lambda r: r[1] - r[0], default=None)
