@@ -89,7 +89,7 @@ _DURATION_UNITS = frozenset("second seconds minute minutes hour hours day days w
 SPAN_FEATURES: tuple[str, ...] = (
     # sentence-level
     "cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram", "passage_score",
-    "passage_rank", "root_match", "neg_mismatch",
+    "passage_rank", "root_match", "neg_mismatch", "swap",
     # evidence-level (same for every candidate of a question)
     "max_cos", "max_ovl", "missing", "missing_specific",
     # span-level
@@ -107,10 +107,11 @@ SPAN_FEATURES: tuple[str, ...] = (
 CONFIDENCE_FEATURES: tuple[str, ...] = (
     "score", "margin", "max_cos", "max_ovl", "missing", "top_ovl", "top_cos", "type_match",
     "typed", "typed_unmatched", "support", "neg_mismatch", "share", "entropy",
-    "missing_specific",
+    "missing_specific", "swap",
 )
 _ATTRS = [LOWER, LEMMA, POS, DEP, HEAD, ENT_TYPE, ENT_IOB, IDX, LENGTH, IS_PUNCT, LIKE_NUM]
 _ANSWER_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "X"})
+_CONTENT_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "ADV"})
 _MARKS = frozenset({"because", "to", "amid", "due", "after", "for", "since", "as", "so"})
 _NO_PUNCT = str.maketrans("", "", "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~’‘“”")
 _IX = {name: i for i, name in enumerate(SPAN_FEATURES)}
@@ -124,7 +125,7 @@ _SPAN_VALUES = (
 )
 _SPAN_COLS = np.array([_IX[name] for name in _SPAN_VALUES])
 _SENTENCE_VALUES = ("cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram",
-                    "passage_score", "passage_rank", "root_match", "neg_mismatch", "max_cos",
+                    "passage_score", "passage_rank", "root_match", "neg_mismatch", "swap", "max_cos",
                     "max_ovl", "missing", "missing_specific")
 _SENTENCE_COLS = np.array([_IX[name] for name in _SENTENCE_VALUES])
 _CROSSED_COLS = np.array([_IX[name] for name in _CROSSED])
@@ -301,6 +302,7 @@ def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
     out[:, 12] = share
     out[:, 13] = -(share * np.log(share + 1e-12)).sum()
     out[:, 14] = x[:, _IX["missing_specific"]]
+    out[:, 15] = x[:, _IX["swap"]]
     return out
 
 
@@ -327,6 +329,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
     total = sum(weight.values()) or 1.0
     q_bigrams = {(a.lemma_.lower(), b.lemma_.lower()) for a, b in zip(q.doc, q.doc[1:])
                  if not a.is_punct and not b.is_punct}
+    q_links, q_words = _question_links(q, weight, by_lemma)
 
     # Per-sentence token tables and sentence-level scores.
     sents = []
@@ -355,6 +358,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
             "root_match": float(bool(q.root_lemma) and any(t[1] == q.root_lemma for t in toks)),
             # The question asks what is *not* so, and the sentence negates nothing.
             "neg_mismatch": float(q.negated and not any(is_negation(t[0], t[3]) for t in toks)),
+            "swap": _swaps(toks, q_links, q_words) if q_links else 0,
         })
     cos_all = np.array([s["cos"] for s in sents])
     ovl_all = np.array([s["ovl"] for s in sents])
@@ -387,7 +391,8 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
         sentence_rows.append((
             s["cos"], s["cos"] - max_cos, 1.0 / (1.0 + cos_rank[s_i]), s["ovl"], s["ovl"] - max_ovl,
             s["ovl_frac"], s["bigram"], ev.passage_score, 1.0 / (1.0 + ev.passage_rank),
-            s["root_match"], s["neg_mismatch"], max_cos, max_ovl, missing, missing_specific))
+            s["root_match"], s["neg_mismatch"], min(1, s["swap"]), max_cos, max_ovl, missing,
+            missing_specific))
         for cand, vals, onehot in _sentence_candidates(int(s_i), ev, s, q, labels, cross):
             for col in onehot:
                 onehot_rows.append(len(candidates))
@@ -410,6 +415,61 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
     x[:, _IX["support"]] = [min(3, len(where[key]) - 1) / 3.0 for key in norms]
     return Featurized(q, tuple(candidates), x, {"max_cos": max_cos, "max_ovl": max_ovl,
                                                 "missing": missing, "norms": norms})
+
+
+def _content_links(toks: list) -> list[tuple[int, int, str]]:
+    """(modifier, head, relation) for each content word attached to another; through a
+    preposition the relation is the preposition ("theorem of reduction": reduction -of-> theorem)."""
+    out = []
+    for i, t in enumerate(toks):
+        if t[2] not in _CONTENT_POS:
+            continue
+        h, rel = t[4], t[3]
+        if h != i and toks[h][2] == "ADP" and toks[h][4] != h:
+            h, rel = toks[h][4], toks[h][0]
+        if h != i and toks[h][2] in _CONTENT_POS:
+            out.append((i, h, rel))
+    return out
+
+
+def _question_links(q: Question, weight: dict, by_lemma: dict
+                    ) -> tuple[list[tuple[str, str, str]], frozenset[str]]:
+    """The question's modifiers of its nouns ("scientific abstraction", "three graphs",
+    "theorem of reduction") as (modifier, noun, relation) lemmas, when both are terms, and
+    every word and lemma of the question."""
+    toks = _token_table(q.doc)
+    words = frozenset(w for t in toks for w in (t[0], t[1]))
+
+    def term(t):
+        return t[0] in weight or t[1] in by_lemma
+
+    links = [(toks[m][1], toks[h][1], rel) for m, h, rel in _content_links(toks)
+             if toks[h][2] in ("NOUN", "PROPN") and term(toks[m]) and term(toks[h])]
+    return links, words
+
+
+def _swaps(toks: list, q_links: list[tuple[str, str, str]], q_words: frozenset[str]) -> int:
+    """How many of the question's modified nouns the sentence has with another modifier in
+    that place, and without the question's ("scientific abstraction" asked, "mathematical
+    abstraction" written): the sentence speaks of something else, as the look-alikes of
+    unanswerable questions do. A noun swapped under the same modifier is not counted: that
+    is mostly a paraphrase ("defense treaty", "defense pact")."""
+    at: dict[str, set[int]] = {}
+    for i, t in enumerate(toks):
+        at.setdefault(t[1], set()).add(i)
+        at.setdefault(t[0], set()).add(i)
+    links = None
+    n = 0
+    for mod, head, rel in q_links:
+        heads = at.get(head)
+        if not heads or mod in at:
+            continue
+        if links is None:
+            links = _content_links(toks)
+        if any(r == rel and h in heads and toks[m][0] not in q_words and toks[m][1] not in q_words
+               for m, h, r in links):
+            n += 1
+    return n
 
 
 def _token_table(doc) -> list[tuple]:

@@ -235,3 +235,19 @@ def test_missing_specific_counts_question_names_and_numbers_absent_from_the_evid
     assert missing("When did the mayor of Lyon open the bridge?") == 0.0
     assert missing("What did the mayor of Lyon open in 2004?") == pytest.approx(0.5)
     assert missing("What did the mayor open?") == 0.0  # nothing specific to miss
+
+
+def test_swap_marks_a_sentence_that_modifies_the_question_noun_differently(nlp, reader):
+    qv = _unit(26)
+    sentence = "The complexity class P is often seen as a mathematical abstraction of tasks."
+    evidence = _evidence(nlp, [sentence], [_near(qv, 0.7, 27)])
+    col = SPAN_FEATURES.index("swap")
+
+    def swap(question: str) -> float:
+        return float(reader.featurize(question, qv, evidence).features[0, col])
+
+    assert swap("What is seen as a mathematical abstraction of tasks?") == 0.0
+    assert swap("What is seen as a scientific abstraction of tasks?") == 1.0
+    # The modifier is there, the noun is paraphrased: not a swap.
+    assert swap("What is seen as a mathematical model of tasks?") == 0.0
+    assert swap("What is seen as an abstraction of tasks?") == 0.0
