@@ -358,7 +358,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
             "root_match": float(bool(q.root_lemma) and any(t[1] == q.root_lemma for t in toks)),
             # The question asks what is *not* so, and the sentence negates nothing.
             "neg_mismatch": float(q.negated and not any(is_negation(t[0], t[3]) for t in toks)),
-            "swap": _swaps(toks, q_links, q_words) if q_links else 0,
+            "swap": float(_swapped(toks, q_links, q_words)),
         })
     cos_all = np.array([s["cos"] for s in sents])
     ovl_all = np.array([s["ovl"] for s in sents])
@@ -391,7 +391,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
         sentence_rows.append((
             s["cos"], s["cos"] - max_cos, 1.0 / (1.0 + cos_rank[s_i]), s["ovl"], s["ovl"] - max_ovl,
             s["ovl_frac"], s["bigram"], ev.passage_score, 1.0 / (1.0 + ev.passage_rank),
-            s["root_match"], s["neg_mismatch"], min(1, s["swap"]), max_cos, max_ovl, missing,
+            s["root_match"], s["neg_mismatch"], s["swap"], max_cos, max_ovl, missing,
             missing_specific))
         for cand, vals, onehot in _sentence_candidates(int(s_i), ev, s, q, labels, cross):
             for col in onehot:
@@ -448,18 +448,19 @@ def _question_links(q: Question, weight: dict, by_lemma: dict
     return links, words
 
 
-def _swaps(toks: list, q_links: list[tuple[str, str, str]], q_words: frozenset[str]) -> int:
-    """How many of the question's modified nouns the sentence has with another modifier in
-    that place, and without the question's ("scientific abstraction" asked, "mathematical
+def _swapped(toks: list, q_links: list[tuple[str, str, str]], q_words: frozenset[str]) -> bool:
+    """Whether the sentence has one of the question's modified nouns with another modifier
+    in that place, and without the question's ("scientific abstraction" asked, "mathematical
     abstraction" written): the sentence speaks of something else, as the look-alikes of
     unanswerable questions do. A noun swapped under the same modifier is not counted: that
     is mostly a paraphrase ("defense treaty", "defense pact")."""
+    if not q_links:
+        return False
     at: dict[str, set[int]] = {}
     for i, t in enumerate(toks):
         at.setdefault(t[1], set()).add(i)
         at.setdefault(t[0], set()).add(i)
     links = None
-    n = 0
     for mod, head, rel in q_links:
         heads = at.get(head)
         if not heads or mod in at:
@@ -468,8 +469,8 @@ def _swaps(toks: list, q_links: list[tuple[str, str, str]], q_words: frozenset[s
             links = _content_links(toks)
         if any(r == rel and h in heads and toks[m][0] not in q_words and toks[m][1] not in q_words
                for m, h, r in links):
-            n += 1
-    return n
+            return True
+    return False
 
 
 def _token_table(doc) -> list[tuple]:
