@@ -11,6 +11,11 @@ One question per line::
 ``type`` is "unanswerable". ``doc_ids`` lists the documents that answer it (may
 be empty; retrieval metrics skip such questions). ``type`` may be left out, in
 which case it is inferred from the wording by :func:`question_type`.
+
+An answerable question may also carry ``"conflict": true`` when the articles give
+different values for what it asks (11,000 troops in one, 12,000 in another): the
+service should then say so (``conflict`` in the ``/ask`` body). Left out, it is
+false.
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ class GoldQuestion:
     """Documents that answer the question; may be empty."""
     type: str
     """One of QUESTION_TYPES."""
+    conflict: bool = False
+    """The articles disagree on the answer, so the service should report a conflict."""
 
     @property
     def answerable(self) -> bool:
@@ -154,7 +161,13 @@ def _parse_line(record: object, problem: _Problem) -> GoldQuestion:
             f"type is {kind!r} but {len(answers)} answer(s) are given; an unanswerable "
             "question has an empty 'answers' list and type 'unanswerable'"
         )
-    return GoldQuestion(record["id"], record["question"], answers, doc_ids, kind)
+    conflict = record.get("conflict", False)
+    if not isinstance(conflict, bool):
+        raise problem(f"'conflict' must be true or false, got {conflict!r}")
+    if conflict and not answers:
+        raise problem("'conflict' is true but no answers are given; only an answerable "
+                      "question can have articles that disagree on its answer")
+    return GoldQuestion(record["id"], record["question"], answers, doc_ids, kind, conflict)
 
 
 def load_gold(path: str | Path) -> list[GoldQuestion]:

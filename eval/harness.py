@@ -24,6 +24,10 @@ All rates are fractions in [0, 1]; latencies are milliseconds. Definitions
 * ``recall@1``, ``recall@5``, ``mrr`` — over answerable questions with gold
   doc_ids, on the documents of the returned passages in rank order; a passage's
   near-duplicates in other articles (``also_in``) count at its rank.
+* ``conflict_precision`` / ``conflict_recall`` — positive class "the articles
+  disagree" (``conflict`` in the gold set, ``conflict`` in the /ask body):
+  precision over the questions the system reported a conflict on, recall over
+  the questions the gold set marks.
 * ``ece`` — expected calibration error (10 bins) of (top answer's confidence,
   top answer correct) over the questions the system answered; abstentions carry
   no confidence claim about an answer, so they are not in it.
@@ -55,11 +59,12 @@ CALIBRATION_BINS = 10
 HIGHER_IS_BETTER = (
     "exact", "f1", "has_ans_exact", "has_ans_f1", "no_ans_accuracy", "accuracy",
     "abstention_precision", "abstention_recall", "evidence_accuracy", "citation_validity",
-    *(f"recall@{k}" for k in RECALL_KS), "mrr",
+    "conflict_precision", "conflict_recall", *(f"recall@{k}" for k in RECALL_KS), "mrr",
 )
 LOWER_IS_BETTER = ("ece", "latency_p50_ms", "latency_p95_ms")
 COUNTS = ("questions", "answerable", "unanswerable", "answered", "abstained", "errors",
-          "citations", "retrieval_questions", "calibration_questions")
+          "citations", "conflict_questions", "conflicts_reported", "retrieval_questions",
+          "calibration_questions")
 METRIC_NAMES = HIGHER_IS_BETTER + LOWER_IS_BETTER
 
 
@@ -207,6 +212,9 @@ class QuestionResult:
     reciprocal_rank: float | None
     latency_ms: float
     conflict: bool = False
+    """The system reported that the articles disagree."""
+    gold_conflict: bool = False
+    """The gold set marks the question as one the articles disagree on."""
     error: str | None = None
     """Why the system gave no answer at all (e.g. an HTTP 4xx); counted as abstaining."""
 
@@ -288,7 +296,8 @@ def score_answer(gold: GoldQuestion, system: str, body: Mapping, latency_ms: flo
         exact=exact, f1=f1, correct=correct, evidence_correct=evidence,
         citations=top_citations, citations_checked=checked, citations_valid=valid,
         ranked_doc_ids=ranked, recall=recall, reciprocal_rank=rr,
-        latency_ms=round(latency_ms, 3), conflict=bool(body.get("conflict")), error=error,
+        latency_ms=round(latency_ms, 3), conflict=bool(body.get("conflict")),
+        gold_conflict=gold.conflict, error=error,
     )
 
 
@@ -312,6 +321,8 @@ def aggregate(results: Sequence[QuestionResult]) -> dict:
     calibration = metrics.calibration(pairs, CALIBRATION_BINS) if pairs else None
     latencies = [r.latency_ms for r in results]
     evidence = [r.evidence_correct for r in results if r.evidence_correct is not None]
+    reported = [r for r in results if r.conflict]
+    disputed = [r for r in results if r.gold_conflict]
     out: dict = {
         "questions": len(results),
         "answerable": len(answerable),
@@ -330,6 +341,10 @@ def aggregate(results: Sequence[QuestionResult]) -> dict:
         "evidence_accuracy": _mean(float(e) for e in evidence),
         "citations": checked,
         "citation_validity": sum(r.citations_valid for r in results) / checked if checked else None,
+        "conflict_questions": len(disputed),
+        "conflicts_reported": len(reported),
+        "conflict_precision": _mean(float(r.gold_conflict) for r in reported),
+        "conflict_recall": _mean(float(r.conflict) for r in disputed),
         "retrieval_questions": len(retrieval),
         **{f"recall@{k}": _mean(r.recall[f"recall@{k}"] for r in retrieval) for k in RECALL_KS},
         "mrr": _mean(r.reciprocal_rank for r in retrieval),

@@ -23,6 +23,7 @@ COLUMNS = (
     (("abstention_precision", "abstention_recall"), "abst P/R", "{:.2f}"),
     ("evidence_accuracy", "evid acc", "{:.3f}"),
     ("citation_validity", "cit valid", "{:.3f}"),
+    (("conflict_precision", "conflict_recall"), "confl P/R", "{:.2f}"),
     ("recall@5", "R@5", "{:.3f}"),
     ("mrr", "MRR", "{:.3f}"),
     ("ece", "ECE", "{:.3f}"),

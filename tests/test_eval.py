@@ -174,6 +174,28 @@ def test_harness_aggregates_by_hand(fake_run):
         {k: v for k, v in m.items() if "latency" not in k}
 
 
+def test_conflict_precision_and_recall_by_hand():
+    gold = [GoldQuestion(f"c{i}", f"How many troops, report {i}?", ("12,000",), ("A",), "count",
+                         conflict=i < 2) for i in range(4)]
+    # c0: the disagreement is reported; c1: it is missed; c2 and c3: false alarms.
+    reported = {0: True, 1: False, 2: True, 3: True}
+
+    def system(question: str) -> QAResult:
+        i = int(question.rsplit(" ", 1)[1].rstrip("?"))
+        answer = Answer("12,000", 0.9, (cite("A", "12,000", SENT_A1),), "count")
+        return QAResult(question, answer.text, 0.9, reported[i], (answer,), (passage("A"),),
+                        {"total": 1.0})
+
+    m = run_eval(gold, {"system": system}, progress=False,
+                 document_text=DOCS.get).metrics["system"]["overall"]
+    assert (m["conflict_questions"], m["conflicts_reported"]) == (2, 3)
+    assert m["conflict_precision"] == pytest.approx(1 / 3) and m["conflict_recall"] == 0.5
+    # Neither is defined where nothing is marked or reported.
+    none = run_eval(GOLD[2:], {"system": fake_system}, progress=False).metrics["system"]
+    assert none["overall"]["conflict_precision"] is None
+    assert none["overall"]["conflict_recall"] is None
+
+
 def test_harness_per_question_records(fake_run, tmp_path):
     q2 = next(r for r in fake_run.for_system("system") if r.id == "q2")
     assert q2.ranked_doc_ids == ("A", "B") and q2.reciprocal_rank == 0.5
@@ -234,6 +256,7 @@ def test_report_files(fake_run, tmp_path):
     table = format_table(fake_run)
     assert table.splitlines()[0].split()[:4] == ["system", "n", "EM", "F1"]
     assert "1.00/0.50" in table and "0.750" in table
+    assert "confl P/R" in table.splitlines()[0]  # undefined here: no conflicts either way
     # The same answers through JSON: no question differs, and the interval says so.
     same = report["comparisons"]["against"]["as-json"]
     assert report["comparisons"]["system"] == "system"

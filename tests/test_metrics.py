@@ -582,10 +582,13 @@ def test_load_gold_reads_records(tmp_path: Path) -> None:
         "",
         {"id": "q2", "question": "Who won?", "answers": ["Ann", "Ann", "ann"]},
         {"id": "q3", "question": "Who?", "answers": [], "doc_ids": [], "type": "unanswerable"},
+        {"id": "q4", "question": "How many?", "answers": ["3", "4"], "conflict": True},
     )
     questions = load_gold(path)
-    assert [q.id for q in questions] == ["q1", "q2", "q3"]
+    assert [q.id for q in questions] == ["q1", "q2", "q3", "q4"]
     assert questions[0] == GoldQuestion("q1", "How many?", ("3",), ("d1",), "count")
+    # "conflict" is optional: the articles disagree only where a question says so.
+    assert questions[3].conflict and not any(q.conflict for q in questions[:3])
     # Exact duplicates collapse; a type left out is inferred; doc_ids default to none.
     assert questions[1].answers == ("Ann", "ann")
     assert (questions[1].type, questions[1].doc_ids) == ("person", ())
@@ -605,6 +608,8 @@ def test_load_gold_reads_records(tmp_path: Path) -> None:
         ({"id": "q2", "question": "x", "answers": ["3"], "type": "number"}, "unknown type"),
         ({"id": "q2", "question": "x", "answers": [], "type": "count"}, "unanswerable"),
         ({"id": "q2", "question": "x", "answers": ["3"], "type": "unanswerable"}, "unanswerable"),
+        ({"id": "q2", "question": "x", "answers": ["3"], "conflict": "yes"}, "true or false"),
+        ({"id": "q2", "question": "x", "answers": [], "conflict": True}, "only an answerable"),
         (VALID, "duplicate id 'q1' \\(first on line 1\\)"),
     ],
 )
