@@ -141,12 +141,15 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
 
 
 def _conflict(answers: Sequence[Answer]) -> bool:
-    """True when two answers give different values of a quantity or date, from different articles."""
+    """True when two answers give different values of a quantity or date, and each is stated
+    by an article that does not state the other."""
     values = [a for a in answers if a.answer_type in VALUE_TYPES]
-    for i, a in enumerate(values):
-        for b in values[i + 1:]:
-            # Two values found only in the same article are usually two different facts
-            # (an initial and an additional deployment), not a disagreement.
-            if {c.doc_id for c in a.citations} != {c.doc_id for c in b.citations}:
+    docs = [{c.doc_id for c in a.citations} for a in values]
+    for i in range(len(values)):
+        for j in range(i + 1, len(values)):
+            # An article stating both values is usually telling two facts apart (an initial
+            # and an additional deployment), not contradicting itself, and another article
+            # repeating one of them does not contradict it either.
+            if docs[i] - docs[j] and docs[j] - docs[i]:
                 return True
     return False

@@ -1,0 +1,53 @@
+"""Aggregation of reader spans into cited answers, and when articles disagree."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.answers import aggregate
+from service.reader import SpanAnswer
+from service.retrieval import Evidence
+
+
+def _span(doc_id: str, sentence: str, value: str, confidence: float,
+          answer_type: str = "count") -> SpanAnswer:
+    ev = Evidence(doc_id, None, None, 0, len(sentence), sentence, None, np.zeros(3, np.float32))
+    start = sentence.index(value)
+    return SpanAnswer(ev, start, start + len(value), value, 1.0, confidence, answer_type)
+
+
+def test_each_article_stating_its_own_value_is_a_conflict():
+    answers, conflict = aggregate([
+        _span("a", "Officials said 12,000 troops were sent.", "12,000", 0.9),
+        _span("b", "About 11,000 troops were sent, analysts said.", "11,000", 0.8),
+    ], threshold=0.3)
+    assert [a.text for a in answers] == ["12,000", "11,000"] and conflict
+
+
+def test_one_article_telling_two_values_apart_is_not_a_conflict():
+    # Article "a" gives the first deployment and the later addition; "b" repeats the
+    # addition. Neither contradicts the other.
+    first = "It sent 10,000 troops in the autumn and 2,000 more in March."
+    answers, conflict = aggregate([
+        _span("a", first, "10,000", 0.9),
+        _span("a", first, "2,000", 0.7),
+        _span("b", "A further 2,000 troops arrived in March.", "2,000", 0.7),
+    ], threshold=0.3)
+    assert {a.text for a in answers} == {"10,000", "2,000"}
+    assert not conflict
+
+
+def test_same_value_worded_differently_is_one_answer():
+    answers, conflict = aggregate([
+        _span("a", "Approximately 12,000 troops were sent.", "Approximately 12,000", 0.9),
+        _span("b", "Some 12,000 troops were sent.", "12,000", 0.8),
+    ], threshold=0.3)
+    assert len(answers) == 1 and answers[0].support == 2 and not conflict
+
+
+def test_different_names_are_answers_not_a_conflict():
+    answers, conflict = aggregate([
+        _span("a", "The envoy met Kim Jong Un.", "Kim Jong Un", 0.9, "person"),
+        _span("b", "The envoy met Choe Son-hui.", "Choe Son-hui", 0.8, "person"),
+    ], threshold=0.3)
+    assert len(answers) == 2 and not conflict
