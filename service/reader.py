@@ -89,7 +89,7 @@ _DURATION_UNITS = frozenset("second seconds minute minutes hour hours day days w
 SPAN_FEATURES: tuple[str, ...] = (
     # sentence-level
     "cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram", "passage_score",
-    "passage_rank", "root_match", "neg_mismatch", "swap",
+    "passage_rank", "root_match", "neg_mismatch", "swap", "opposed",
     # evidence-level (same for every candidate of a question)
     "max_cos", "max_ovl", "missing", "missing_specific",
     # span-level
@@ -107,7 +107,7 @@ SPAN_FEATURES: tuple[str, ...] = (
 CONFIDENCE_FEATURES: tuple[str, ...] = (
     "score", "margin", "max_cos", "max_ovl", "missing", "top_ovl", "top_cos", "type_match",
     "typed", "typed_unmatched", "support", "neg_mismatch", "share", "entropy",
-    "missing_specific", "swap",
+    "missing_specific", "swap", "opposed",
 )
 _ATTRS = [LOWER, LEMMA, POS, DEP, HEAD, ENT_TYPE, ENT_IOB, IDX, LENGTH, IS_PUNCT, LIKE_NUM]
 _ANSWER_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "X"})
@@ -125,8 +125,8 @@ _SPAN_VALUES = (
 )
 _SPAN_COLS = np.array([_IX[name] for name in _SPAN_VALUES])
 _SENTENCE_VALUES = ("cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram",
-                    "passage_score", "passage_rank", "root_match", "neg_mismatch", "swap", "max_cos",
-                    "max_ovl", "missing", "missing_specific")
+                    "passage_score", "passage_rank", "root_match", "neg_mismatch", "swap",
+                    "opposed", "max_cos", "max_ovl", "missing", "missing_specific")
 _SENTENCE_COLS = np.array([_IX[name] for name in _SENTENCE_VALUES])
 _CROSSED_COLS = np.array([_IX[name] for name in _CROSSED])
 _POS_COL = {p: _IX[f"pos_{p}"] for p in _ROOT_POS}
@@ -303,6 +303,7 @@ def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
     out[:, 13] = -(share * np.log(share + 1e-12)).sum()
     out[:, 14] = x[:, _IX["missing_specific"]]
     out[:, 15] = x[:, _IX["swap"]]
+    out[:, 16] = x[:, _IX["opposed"]]
     return out
 
 
@@ -330,6 +331,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
     q_bigrams = {(a.lemma_.lower(), b.lemma_.lower()) for a, b in zip(q.doc, q.doc[1:])
                  if not a.is_punct and not b.is_punct}
     q_links, q_words = _question_links(q, weight, by_lemma)
+    q_opposites = _opposites(q)
 
     # Per-sentence token tables and sentence-level scores.
     sents = []
@@ -359,6 +361,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
             # The question asks what is *not* so, and the sentence negates nothing.
             "neg_mismatch": float(q.negated and not any(is_negation(t[0], t[3]) for t in toks)),
             "swap": float(_swapped(toks, q_links, q_words)),
+            "opposed": float(_opposed(q_opposites, toks)),
         })
     cos_all = np.array([s["cos"] for s in sents])
     ovl_all = np.array([s["ovl"] for s in sents])
@@ -391,7 +394,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
         sentence_rows.append((
             s["cos"], s["cos"] - max_cos, 1.0 / (1.0 + cos_rank[s_i]), s["ovl"], s["ovl"] - max_ovl,
             s["ovl_frac"], s["bigram"], ev.passage_score, 1.0 / (1.0 + ev.passage_rank),
-            s["root_match"], s["neg_mismatch"], s["swap"], max_cos, max_ovl, missing,
+            s["root_match"], s["neg_mismatch"], s["swap"], s["opposed"], max_cos, max_ovl, missing,
             missing_specific))
         for cand, vals, onehot in _sentence_candidates(int(s_i), ev, s, q, labels, cross):
             for col in onehot:
@@ -471,6 +474,63 @@ def _swapped(toks: list, q_links: list[tuple[str, str, str]], q_words: frozenset
                for m, h, r in links):
             return True
     return False
+
+
+# Opposites the reader knows: degree words, and common dimension, order and direction
+# words. A question that uses one where the evidence uses its opposite ("the least
+# difficult" against "the most difficult") is a classic unanswerable look-alike.
+_OPPOSITE_PAIRS = (
+    "most least", "more less", "more few", "many few", "large small", "big small",
+    "high low", "long short", "wide narrow", "deep shallow", "heavy light", "fast slow",
+    "strong weak", "old young", "old new", "early late", "easy hard", "easy difficult",
+    "simple complex", "good bad", "rich poor", "common rare", "positive negative",
+    "private public", "internal external", "upper lower", "major minor", "maximum minimum",
+    "first last", "before after", "increase decrease", "rise fall", "gain lose", "win lose",
+    "accept reject", "include exclude", "import export", "buy sell", "above below",
+    "north south", "east west", "northern southern", "eastern western", "same different",
+    "similar different", "true false",
+)
+
+
+def _opposite_table(pairs: Sequence[str]) -> dict[str, frozenset[str]]:
+    table: dict[str, set[str]] = {}
+    for pair in pairs:
+        a, b = pair.split()
+        table.setdefault(a, set()).add(b)
+        table.setdefault(b, set()).add(a)
+    return {word: frozenset(others) for word, others in table.items()}
+
+
+_OPPOSITES = _opposite_table(_OPPOSITE_PAIRS)
+# A negating prefix makes an opposite of any word: possible / impossible, known / unknown.
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "non", "non-", "dis")
+
+
+def _opposites(q: Question) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """For each question word with known opposites: (its forms, its opposites)."""
+    out = []
+    for t in q.doc:
+        if t.is_punct or t.like_num:
+            continue
+        forms = frozenset({t.lower_, t.lemma_.lower()})
+        opposite: set[str] = set()
+        for w in forms:
+            opposite |= _OPPOSITES.get(w, frozenset())
+            if len(w) >= 4 and t.pos_ in ("ADJ", "ADV", "VERB", "NOUN"):
+                opposite.update(p + w for p in _NEGATING_PREFIXES)
+                opposite.update(w[len(p):] for p in _NEGATING_PREFIXES
+                                if w.startswith(p) and len(w) - len(p) >= 4)
+        if opposite:
+            out.append((forms, frozenset(opposite - forms)))
+    return out
+
+
+def _opposed(q_opposites: list[tuple[frozenset[str], frozenset[str]]], toks: list) -> bool:
+    """Whether the sentence uses the opposite of a question word and not the word itself."""
+    if not q_opposites:
+        return False
+    words = {t[0] for t in toks} | {t[1] for t in toks}
+    return any(opposite & words and not forms & words for forms, opposite in q_opposites)
 
 
 def _token_table(doc) -> list[tuple]:

@@ -251,3 +251,21 @@ def test_swap_marks_a_sentence_that_modifies_the_question_noun_differently(nlp, 
     # The modifier is there, the noun is paraphrased: not a swap.
     assert swap("What is seen as a mathematical model of tasks?") == 0.0
     assert swap("What is seen as an abstraction of tasks?") == 0.0
+
+
+def test_opposed_marks_a_sentence_using_the_opposite_of_a_question_word(nlp, reader):
+    qv = _unit(28)
+    sentence = "The most difficult problems in the class are thought to be intractable."
+    evidence = _evidence(nlp, [sentence], [_near(qv, 0.7, 29)])
+    col = SPAN_FEATURES.index("opposed")
+
+    def opposed(question: str) -> float:
+        return float(reader.featurize(question, qv, evidence).features[0, col])
+
+    assert opposed("Which problems in the class are the most difficult?") == 0.0
+    assert opposed("Which problems in the class are the least difficult?") == 1.0
+    # A negating prefix makes an opposite too.
+    assert opposed("Which problems in the class are thought to be tractable?") == 1.0
+    # The word itself is there as well: the sentence may still answer.
+    both = _evidence(nlp, ["Some tasks are easy and others are difficult."], [_near(qv, 0.7, 30)])
+    assert reader.featurize("Which tasks are easy?", qv, both).features[0, col] == 0.0
