@@ -506,8 +506,9 @@ _OPPOSITES = _opposite_table(_OPPOSITE_PAIRS)
 _NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "non", "non-", "dis")
 
 
-def _opposites(q: Question) -> list[tuple[frozenset[str], frozenset[str]]]:
-    """For each question word with known opposites: (its forms, its opposites)."""
+def _opposites(q: Question) -> tuple[list[tuple[frozenset[str], frozenset[str]]], frozenset[str]]:
+    """For each question word with known opposites, (its forms, its opposites); and every
+    opposite of any of them."""
     out = []
     for t in q.doc:
         if t.is_punct or t.like_num:
@@ -522,15 +523,18 @@ def _opposites(q: Question) -> list[tuple[frozenset[str], frozenset[str]]]:
                                 if w.startswith(p) and len(w) - len(p) >= 4)
         if opposite:
             out.append((forms, frozenset(opposite - forms)))
-    return out
+    return out, frozenset().union(*(opposite for _, opposite in out))
 
 
-def _opposed(q_opposites: list[tuple[frozenset[str], frozenset[str]]], toks: list) -> bool:
+def _opposed(q_opposites: tuple[list[tuple[frozenset[str], frozenset[str]]], frozenset[str]],
+             toks: list) -> bool:
     """Whether the sentence uses the opposite of a question word and not the word itself."""
-    if not q_opposites:
+    pairs, every = q_opposites
+    # Most sentences hold no opposite at all: find that out without building their word set.
+    if every.isdisjoint(t[0] for t in toks) and every.isdisjoint(t[1] for t in toks):
         return False
     words = {t[0] for t in toks} | {t[1] for t in toks}
-    return any(opposite & words and not forms & words for forms, opposite in q_opposites)
+    return any(opposite & words and not forms & words for forms, opposite in pairs)
 
 
 def _token_table(doc) -> list[tuple]:
