@@ -221,15 +221,17 @@ def test_negated_question_is_less_confident_on_a_positive_sentence(nlp, reader):
     assert negated[0].confidence < plain[0].confidence
 
 
-def test_missing_specific_counts_question_names_and_numbers_absent_from_the_evidence(nlp, reader):
-    qv = _unit(24)
-    evidence = _evidence(nlp, ["The mayor of Lyon opened the new bridge in 1998."],
-                         [_near(qv, 0.7, 25)])
-    col = SPAN_FEATURES.index("missing_specific")
+def _sentence_feature(nlp, reader, name: str, sentence: str, seed: int):
+    """A function question -> the value of sentence-level feature `name` for `sentence`."""
+    qv = _unit(seed)
+    evidence = _evidence(nlp, [sentence], [_near(qv, 0.7, seed + 1)])
+    col = SPAN_FEATURES.index(name)
+    return lambda question: float(reader.featurize(question, qv, evidence).features[0, col])
 
-    def missing(question: str) -> float:
-        feats = reader.featurize(question, qv, evidence)
-        return float(feats.features[0, col])
+
+def test_missing_specific_counts_question_names_and_numbers_absent_from_the_evidence(nlp, reader):
+    missing = _sentence_feature(nlp, reader, "missing_specific",
+                                "The mayor of Lyon opened the new bridge in 1998.", 24)
 
     assert analyse(nlp, "When did the mayor of Lyon open the bridge?").specific == {"lyon"}
     assert missing("When did the mayor of Lyon open the bridge?") == 0.0
@@ -238,13 +240,9 @@ def test_missing_specific_counts_question_names_and_numbers_absent_from_the_evid
 
 
 def test_swap_marks_a_sentence_that_modifies_the_question_noun_differently(nlp, reader):
-    qv = _unit(26)
-    sentence = "The complexity class P is often seen as a mathematical abstraction of tasks."
-    evidence = _evidence(nlp, [sentence], [_near(qv, 0.7, 27)])
-    col = SPAN_FEATURES.index("swap")
-
-    def swap(question: str) -> float:
-        return float(reader.featurize(question, qv, evidence).features[0, col])
+    swap = _sentence_feature(
+        nlp, reader, "swap",
+        "The complexity class P is often seen as a mathematical abstraction of tasks.", 26)
 
     assert swap("What is seen as a mathematical abstraction of tasks?") == 0.0
     assert swap("What is seen as a scientific abstraction of tasks?") == 1.0
@@ -254,18 +252,15 @@ def test_swap_marks_a_sentence_that_modifies_the_question_noun_differently(nlp, 
 
 
 def test_opposed_marks_a_sentence_using_the_opposite_of_a_question_word(nlp, reader):
-    qv = _unit(28)
-    sentence = "The most difficult problems in the class are thought to be intractable."
-    evidence = _evidence(nlp, [sentence], [_near(qv, 0.7, 29)])
-    col = SPAN_FEATURES.index("opposed")
-
-    def opposed(question: str) -> float:
-        return float(reader.featurize(question, qv, evidence).features[0, col])
+    opposed = _sentence_feature(
+        nlp, reader, "opposed",
+        "The most difficult problems in the class are thought to be intractable.", 28)
 
     assert opposed("Which problems in the class are the most difficult?") == 0.0
     assert opposed("Which problems in the class are the least difficult?") == 1.0
     # A negating prefix makes an opposite too.
     assert opposed("Which problems in the class are thought to be tractable?") == 1.0
     # The word itself is there as well: the sentence may still answer.
-    both = _evidence(nlp, ["Some tasks are easy and others are difficult."], [_near(qv, 0.7, 30)])
-    assert reader.featurize("Which tasks are easy?", qv, both).features[0, col] == 0.0
+    both = _sentence_feature(nlp, reader, "opposed",
+                             "Some tasks are easy and others are difficult.", 30)
+    assert both("Which tasks are easy?") == 0.0
