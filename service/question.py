@@ -3,7 +3,8 @@
 The answer type comes from the wh-word and, for "what"/"which" questions, the head
 noun they modify ("which agency" -> organisation, "what year" -> date); the focus
 terms are the question's content words with their lemmas, which the reader matches
-against evidence sentences and weights by IDF.
+against evidence sentences and weights by IDF; its words with known opposites let the
+reader notice a sentence that says the opposite.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class Question:
     slot: str = ""
     additive: bool = False  # the wh-phrase asks for an increment ("how many more ...")
     specific: frozenset[str] = frozenset()  # its names and numbers, lower-cased
+    # Each word with known opposites: (its forms, its opposites), e.g. "least" -> "most".
+    opposites: tuple[tuple[frozenset[str], frozenset[str]], ...] = ()
 
     @property
     def labels(self) -> frozenset[str]:
@@ -139,7 +142,8 @@ def analyse(nlp, text: str) -> Question:
     return Question(text, answer_type, wh, head, tuple(terms), tuple(lemmas), root_lemma, doc,
                     any(is_negation(t.lower_, t.dep_) for t in doc), anchors, slot, additive,
                     frozenset(t.lower_ for t in doc
-                              if (t.pos_ in ("PROPN", "NUM") or t.like_num) and not t.is_punct))
+                              if (t.pos_ in ("PROPN", "NUM") or t.like_num) and not t.is_punct),
+                    _opposites(doc))
 
 
 def _wh_phrase(wh_tok):
@@ -240,3 +244,52 @@ def _answer_type(doc, lowered: str, wh: str, wh_tok, head: str) -> str:
     if doc and doc[0].lower_ in _AUX_START:
         return "yes_no"
     return "noun_phrase"
+
+
+# Opposite words: degree words, and common dimension, order and direction words. A
+# question that uses one where the evidence uses its opposite ("the least difficult"
+# against "the most difficult") is a classic unanswerable look-alike.
+_OPPOSITE_PAIRS = (
+    "most least", "more less", "more few", "many few", "large small", "big small",
+    "high low", "long short", "wide narrow", "deep shallow", "heavy light", "fast slow",
+    "strong weak", "old young", "old new", "early late", "easy hard", "easy difficult",
+    "simple complex", "good bad", "rich poor", "common rare", "positive negative",
+    "private public", "internal external", "upper lower", "major minor", "maximum minimum",
+    "first last", "before after", "increase decrease", "rise fall", "gain lose", "win lose",
+    "accept reject", "include exclude", "import export", "buy sell", "above below",
+    "north south", "east west", "northern southern", "eastern western", "same different",
+    "similar different", "true false",
+)
+
+
+def _opposite_table(pairs: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    table: dict[str, set[str]] = {}
+    for pair in pairs:
+        a, b = pair.split()
+        table.setdefault(a, set()).add(b)
+        table.setdefault(b, set()).add(a)
+    return {word: frozenset(others) for word, others in table.items()}
+
+
+_OPPOSITES = _opposite_table(_OPPOSITE_PAIRS)
+# A negating prefix makes an opposite of any word: possible / impossible, known / unknown.
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "non", "non-", "dis")
+
+
+def _opposites(doc) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+    """For each question word with known opposites: (its forms, its opposites)."""
+    out = []
+    for t in doc:
+        if t.is_punct or t.like_num:
+            continue
+        forms = frozenset({t.lower_, t.lemma_.lower()})
+        opposite: set[str] = set()
+        for w in forms:
+            opposite |= _OPPOSITES.get(w, frozenset())
+            if len(w) >= 4 and t.pos_ in ("ADJ", "ADV", "VERB", "NOUN"):
+                opposite.update(p + w for p in _NEGATING_PREFIXES)
+                opposite.update(w[len(p):] for p in _NEGATING_PREFIXES
+                                if w.startswith(p) and len(w) - len(p) >= 4)
+        if opposite:
+            out.append((forms, frozenset(opposite - forms)))
+    return tuple(out)

@@ -331,7 +331,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
     q_bigrams = {(a.lemma_.lower(), b.lemma_.lower()) for a, b in zip(q.doc, q.doc[1:])
                  if not a.is_punct and not b.is_punct}
     q_links, q_words = _question_links(q, weight, by_lemma)
-    q_opposites = _opposites(q)
+    every_opposite = frozenset().union(*(opposite for _, opposite in q.opposites))
 
     # Per-sentence token tables and sentence-level scores.
     sents = []
@@ -361,7 +361,7 @@ def featurize(q: Question, question_vector: np.ndarray, evidence: Sequence[Evide
             # The question asks what is *not* so, and the sentence negates nothing.
             "neg_mismatch": float(q.negated and not any(is_negation(t[0], t[3]) for t in toks)),
             "swap": float(_swapped(toks, q_links, q_words)),
-            "opposed": float(_opposed(q_opposites, toks)),
+            "opposed": float(_opposed(q.opposites, every_opposite, toks)),
         })
     cos_all = np.array([s["cos"] for s in sents])
     ovl_all = np.array([s["ovl"] for s in sents])
@@ -476,65 +476,15 @@ def _swapped(toks: list, q_links: list[tuple[str, str, str]], q_words: frozenset
     return False
 
 
-# Opposites the reader knows: degree words, and common dimension, order and direction
-# words. A question that uses one where the evidence uses its opposite ("the least
-# difficult" against "the most difficult") is a classic unanswerable look-alike.
-_OPPOSITE_PAIRS = (
-    "most least", "more less", "more few", "many few", "large small", "big small",
-    "high low", "long short", "wide narrow", "deep shallow", "heavy light", "fast slow",
-    "strong weak", "old young", "old new", "early late", "easy hard", "easy difficult",
-    "simple complex", "good bad", "rich poor", "common rare", "positive negative",
-    "private public", "internal external", "upper lower", "major minor", "maximum minimum",
-    "first last", "before after", "increase decrease", "rise fall", "gain lose", "win lose",
-    "accept reject", "include exclude", "import export", "buy sell", "above below",
-    "north south", "east west", "northern southern", "eastern western", "same different",
-    "similar different", "true false",
-)
-
-
-def _opposite_table(pairs: Sequence[str]) -> dict[str, frozenset[str]]:
-    table: dict[str, set[str]] = {}
-    for pair in pairs:
-        a, b = pair.split()
-        table.setdefault(a, set()).add(b)
-        table.setdefault(b, set()).add(a)
-    return {word: frozenset(others) for word, others in table.items()}
-
-
-_OPPOSITES = _opposite_table(_OPPOSITE_PAIRS)
-# A negating prefix makes an opposite of any word: possible / impossible, known / unknown.
-_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "non", "non-", "dis")
-
-
-def _opposites(q: Question) -> tuple[list[tuple[frozenset[str], frozenset[str]]], frozenset[str]]:
-    """For each question word with known opposites, (its forms, its opposites); and every
-    opposite of any of them."""
-    out = []
-    for t in q.doc:
-        if t.is_punct or t.like_num:
-            continue
-        forms = frozenset({t.lower_, t.lemma_.lower()})
-        opposite: set[str] = set()
-        for w in forms:
-            opposite |= _OPPOSITES.get(w, frozenset())
-            if len(w) >= 4 and t.pos_ in ("ADJ", "ADV", "VERB", "NOUN"):
-                opposite.update(p + w for p in _NEGATING_PREFIXES)
-                opposite.update(w[len(p):] for p in _NEGATING_PREFIXES
-                                if w.startswith(p) and len(w) - len(p) >= 4)
-        if opposite:
-            out.append((forms, frozenset(opposite - forms)))
-    return out, frozenset().union(*(opposite for _, opposite in out))
-
-
-def _opposed(q_opposites: tuple[list[tuple[frozenset[str], frozenset[str]]], frozenset[str]],
-             toks: list) -> bool:
-    """Whether the sentence uses the opposite of a question word and not the word itself."""
-    pairs, every = q_opposites
+def _opposed(opposites: tuple[tuple[frozenset[str], frozenset[str]], ...],
+             every: frozenset[str], toks: list) -> bool:
+    """Whether the sentence uses the opposite of a question word and not the word itself
+    (`opposites` as in `Question.opposites`, `every` all their opposites together)."""
     # Most sentences hold no opposite at all: find that out without building their word set.
     if every.isdisjoint(t[0] for t in toks) and every.isdisjoint(t[1] for t in toks):
         return False
     words = {t[0] for t in toks} | {t[1] for t in toks}
-    return any(opposite & words and not forms & words for forms, opposite in pairs)
+    return any(opposite & words and not forms & words for forms, opposite in opposites)
 
 
 def _token_table(doc) -> list[tuple]:
