@@ -24,6 +24,10 @@ All rates are fractions in [0, 1]; latencies are milliseconds. Definitions
 * ``recall@1``, ``recall@5``, ``mrr`` — over answerable questions with gold
   doc_ids, on the documents of the returned passages in rank order; a passage's
   near-duplicates in other articles (``also_in``) count at its rank.
+* ``answer_recall@1``, ``answer_recall@5`` — over answerable questions: a gold
+  answer occurs (normalised, whole tokens) in one of the first k returned
+  passages. Document recall saturates on a corpus of a few articles; this says
+  whether retrieval found the passage that answers.
 * ``conflict_precision`` / ``conflict_recall`` — positive class "the articles
   disagree" (``conflict`` in the gold set, ``conflict`` in the /ask body):
   precision over the questions the system reported a conflict on, recall over
@@ -60,6 +64,7 @@ HIGHER_IS_BETTER = (
     "exact", "f1", "has_ans_exact", "has_ans_f1", "no_ans_accuracy", "accuracy",
     "abstention_precision", "abstention_recall", "evidence_accuracy", "citation_validity",
     "conflict_precision", "conflict_recall", *(f"recall@{k}" for k in RECALL_KS), "mrr",
+    *(f"answer_recall@{k}" for k in RECALL_KS),
 )
 LOWER_IS_BETTER = ("ece", "latency_p50_ms", "latency_p95_ms")
 COUNTS = ("questions", "answerable", "unanswerable", "answered", "abstained", "errors",
@@ -211,6 +216,9 @@ class QuestionResult:
     """{"recall@1": ..., "recall@5": ...}; None without gold doc_ids."""
     reciprocal_rank: float | None
     latency_ms: float
+    answer_rank: int | None = None
+    """Rank of the first returned passage holding a gold answer, 0 if none; None when
+    the question is unanswerable."""
     conflict: bool = False
     """The system reported that the articles disagree."""
     gold_conflict: bool = False
@@ -286,6 +294,10 @@ def score_answer(gold: GoldQuestion, system: str, body: Mapping, latency_ms: flo
     if gold.answerable and gold.doc_ids:
         recall = {f"recall@{k}": metrics.recall_at_k(ranked, gold.doc_ids, k) for k in RECALL_KS}
         rr = metrics.reciprocal_rank(ranked, gold.doc_ids)
+    answer_rank = None
+    if gold.answerable:
+        answer_rank = metrics.answer_rank(
+            [p.get("text") or "" for p in body.get("passages") or ()], golds)
     confidence = None
     if top is not None:
         confidence = float(top.get("confidence", body.get("confidence", 0.0)))
@@ -296,7 +308,7 @@ def score_answer(gold: GoldQuestion, system: str, body: Mapping, latency_ms: flo
         exact=exact, f1=f1, correct=correct, evidence_correct=evidence,
         citations=top_citations, citations_checked=checked, citations_valid=valid,
         ranked_doc_ids=ranked, recall=recall, reciprocal_rank=rr,
-        latency_ms=round(latency_ms, 3), conflict=bool(body.get("conflict")),
+        latency_ms=round(latency_ms, 3), answer_rank=answer_rank, conflict=bool(body.get("conflict")),
         gold_conflict=gold.conflict, error=error,
     )
 
@@ -348,6 +360,8 @@ def aggregate(results: Sequence[QuestionResult]) -> dict:
         "retrieval_questions": len(retrieval),
         **{f"recall@{k}": _mean(r.recall[f"recall@{k}"] for r in retrieval) for k in RECALL_KS},
         "mrr": _mean(r.reciprocal_rank for r in retrieval),
+        **{f"answer_recall@{k}": _mean(float(0 < r.answer_rank <= k) for r in answerable
+                                       if r.answer_rank is not None) for k in RECALL_KS},
         "calibration_questions": len(pairs),
         "ece": calibration.ece if calibration else None,
         "latency_p50_ms": metrics.percentile(latencies, 50) if latencies else None,

@@ -192,6 +192,19 @@ def quote_contains_answer(quote: str, golds: Sequence[str]) -> bool:
     return any((norm := normalize_answer(g)) and f" {norm} " in padded_quote for g in golds)
 
 
+def answer_rank(passages: Sequence[str], golds: Sequence[str]) -> int:
+    """Return the 1-based rank of the first passage containing a gold answer, 0 if none.
+
+    Containment is `quote_contains_answer`'s (normalised, whole tokens). This scores
+    retrieval the way open-domain QA does ("top-k retrieval accuracy"): whether the
+    reader was handed the answer at all, whatever document it came from.
+    """
+    for rank, text in enumerate(passages, start=1):
+        if quote_contains_answer(text, golds):
+            return rank
+    return 0
+
+
 _CITATION_INTS = ("start", "end", "quote_start", "quote_end")
 
 

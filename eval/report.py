@@ -26,6 +26,7 @@ COLUMNS = (
     (("conflict_precision", "conflict_recall"), "confl P/R", "{:.2f}"),
     ("recall@5", "R@5", "{:.3f}"),
     ("mrr", "MRR", "{:.3f}"),
+    (("answer_recall@1", "answer_recall@5"), "ans R@1/5", "{:.2f}"),
     ("ece", "ECE", "{:.3f}"),
     ("latency_p50_ms", "p50 ms", "{:.1f}"),
     ("latency_p95_ms", "p95 ms", "{:.1f}"),

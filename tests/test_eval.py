@@ -151,6 +151,10 @@ def test_harness_aggregates_by_hand(fake_run):
     assert (m["citations"], m["citation_validity"]) == (4, 0.75)
     assert m["retrieval_questions"] == 2
     assert (m["recall@1"], m["recall@5"], m["mrr"]) == (0.5, 1.0, 0.75)
+    # q2's answer is in its first passage even though the gold document ranks second.
+    assert (m["answer_recall@1"], m["answer_recall@5"]) == (1.0, 1.0)
+    ranks = {r.id: r.answer_rank for r in fake_run.for_system("system")}
+    assert ranks == {"q1": 1, "q2": 1, "q3": None, "q4": None}
     # (0.9, right), (0.6, wrong), (0.3, wrong), one per bin: (0.1 + 0.6 + 0.3) / 3.
     assert m["calibration_questions"] == 3 and m["ece"] == pytest.approx(1 / 3)
     assert 0 <= m["latency_p50_ms"] <= m["latency_p95_ms"]

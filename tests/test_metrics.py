@@ -16,6 +16,7 @@ import pytest
 from eval.gold import GoldFormatError, GoldQuestion, load_gold, question_type
 from eval.metrics import (
     abstention_scores,
+    answer_rank,
     calibration,
     citation_is_valid,
     exact_match,
@@ -224,6 +225,16 @@ def test_quote_contains_answer() -> None:
     assert not quote_contains_answer(quote, ["Saxons"])
     assert not quote_contains_answer(quote, ["", "the"])  # empty golds never match
     assert not quote_contains_answer(quote, [])
+
+
+def test_answer_rank_is_the_first_passage_holding_a_gold_answer() -> None:
+    passages = ["The fleet sailed in 1065.", "In 1066, the Normans crossed.", "1066 again."]
+    assert answer_rank(passages, ["1066"]) == 2
+    assert answer_rank(passages, ["Saxons", "the normans"]) == 2
+    assert answer_rank(passages, ["fleet sailed"]) == 1
+    assert answer_rank(passages, ["106"]) == 0  # whole tokens, as for quotes
+    assert answer_rank(passages, []) == 0
+    assert answer_rank([], ["1066"]) == 0
 
 
 TEXT = "Alpha beta. Troops numbered 12,000 in total. Gamma."
