@@ -3,10 +3,13 @@
 Candidate spans come from each sentence's stored parse (entities, noun chunks,
 dependency subtrees with and without their leading preposition or subordinator) and
 from number/date patterns over its text. A logistic model scores each candidate over
-lexical, positional, syntactic and answer-type features; a second logistic model
-turns the best candidate's score plus evidence-level signals (how much of the
+lexical, positional, syntactic and answer-type features, and a sentence model adds
+how likely the candidate's sentence is to hold the answer at all (picking the sentence
+is the harder half of reading: trained on sentence labels, it finds the answering
+sentence more often than the span model's sentence features do). A third logistic
+model turns the best candidate's score plus evidence-level signals (how much of the
 question the evidence covers at all) into a calibrated probability of being right,
-which is what abstention compares against `Reader.threshold`. Both are fitted by
+which is what abstention compares against `Reader.threshold`. All three are fitted by
 `eval/train_reader.py` and stored in `reader_model.json`.
 """
 
@@ -107,7 +110,7 @@ SPAN_FEATURES: tuple[str, ...] = (
 CONFIDENCE_FEATURES: tuple[str, ...] = (
     "score", "margin", "max_cos", "max_ovl", "missing", "top_ovl", "top_cos", "type_match",
     "typed", "typed_unmatched", "support", "neg_mismatch", "share", "entropy",
-    "missing_specific", "swap", "opposed",
+    "missing_specific", "swap", "opposed", "sentence",
 )
 _ATTRS = [LOWER, LEMMA, POS, DEP, HEAD, ENT_TYPE, ENT_IOB, IDX, LENGTH, IS_PUNCT, LIKE_NUM]
 _ANSWER_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "X"})
@@ -128,6 +131,18 @@ _SENTENCE_VALUES = ("cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", 
                     "passage_score", "passage_rank", "root_match", "neg_mismatch", "swap",
                     "opposed", "max_cos", "max_ovl", "missing", "missing_specific")
 _SENTENCE_COLS = np.array([_IX[name] for name in _SENTENCE_VALUES])
+# Span features the sentence model takes over a sentence's candidates, the largest value
+# (does the sentence hold something of the asked type, near the question's words?) ...
+_SENTENCE_MAX = ("type_match", "pattern_match", "is_ent", "head_noun_near", "no_match", "dist",
+                 "tree_dist", "left_q", "right_q")
+# ... and the smallest (how close its nearest candidate is to the matched words).
+_SENTENCE_MIN = ("dist", "tree_dist")
+SENTENCE_FEATURES: tuple[str, ...] = (
+    *_SENTENCE_VALUES, *(f"max_{n}" for n in _SENTENCE_MAX), *(f"min_{n}" for n in _SENTENCE_MIN),
+    "log_candidates",
+)
+_MAX_COLS = np.array([_IX[name] for name in _SENTENCE_MAX])
+_MIN_COLS = np.array([_IX[name] for name in _SENTENCE_MIN])
 _CROSSED_COLS = np.array([_IX[name] for name in _CROSSED])
 _POS_COL = {p: _IX[f"pos_{p}"] for p in _ROOT_POS}
 _DEP_COL = {d: _IX[f"dep_{deps[0]}"] for deps in _ROOT_DEPS for d in deps}
@@ -205,7 +220,12 @@ class Reader:
         if tuple(model.get("span_features", ())) != SPAN_FEATURES:
             raise ValueError(f"{path} was trained with other span features; "
                              "retrain it with `python -m eval.train_reader`")
+        if tuple(model.get("sentence_features", ())) != SENTENCE_FEATURES:
+            raise ValueError(f"{path} was trained with other sentence features; "
+                             "retrain it with `python -m eval.train_reader`")
         self.span_model = _Linear.from_json(model["span"], len(SPAN_FEATURES))
+        self.sentence_model = _Linear.from_json(model["sentence"], len(SENTENCE_FEATURES))
+        self.sentence_weight = float(model["sentence_weight"])
         self.confidence_model = _Linear.from_json(model["confidence"], len(CONFIDENCE_FEATURES))
         self.threshold = float(model["threshold"])
         self._tables: LRUCache[tuple[object, list[tuple]]] = LRUCache(TOKEN_TABLE_CACHE)
@@ -228,8 +248,8 @@ class Reader:
         feats = self.featurize(question, question_vector, evidence, df, n_docs)
         if not feats.candidates:
             return []
-        scores = self.span_model(feats.features)
-        confidences = self.confidences(feats, scores)
+        scores, sentence = self.scores(feats)
+        confidences = self.confidences(feats, scores, sentence)
         out: list[SpanAnswer] = []
         seen: set[tuple[str, int, int]] = set()
         for k in np.argsort(-scores, kind="stable"):
@@ -245,14 +265,19 @@ class Reader:
                 break
         return out
 
-    def confidences(self, feats: Featurized, scores: np.ndarray) -> np.ndarray:
+    def scores(self, feats: Featurized) -> tuple[np.ndarray, np.ndarray]:
+        """The score of every candidate and of its sentence (see `span_scores`)."""
+        return span_scores(feats, self.span_model, self.sentence_model, self.sentence_weight)
+
+    def confidences(self, feats: Featurized, scores: np.ndarray,
+                    sentence: np.ndarray) -> np.ndarray:
         """Calibrated P(correct) for every candidate, given the span-model scores.
 
         The calibration is fitted on each question's best-scored span, so no other span gets
         more confidence than that one: otherwise a rival the span model ranks far below
         could be shown as the surer answer, or answer a question the best span abstains on.
         """
-        x = confidence_features(feats, scores)
+        x = confidence_features(feats, scores, sentence)
         conf = 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
         if len(conf):
             conf = np.minimum(conf, conf[int(np.argmax(scores))])
@@ -269,7 +294,41 @@ class Reader:
         return featurize(q, question_vector, evidence, df, n_docs, tables=self.token_table)
 
 
-def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
+def sentence_features(feats: Featurized) -> tuple[np.ndarray, np.ndarray]:
+    """Features of each evidence sentence that has candidates (see `SENTENCE_FEATURES`).
+
+    Returns (the row of each candidate's sentence, float32[sentences, features]); rows
+    follow the sentences' order in the evidence.
+    """
+    x = feats.features
+    if not len(feats.candidates):
+        return np.zeros(0, np.intp), np.zeros((0, len(SENTENCE_FEATURES)), np.float32)
+    sentence = np.array([c.sentence for c in feats.candidates])
+    _, first, rows = np.unique(sentence, return_index=True, return_inverse=True)
+    n = len(first)
+    most = np.full((n, len(_MAX_COLS)), -np.inf, np.float32)
+    np.maximum.at(most, rows, x[:, _MAX_COLS])
+    least = np.full((n, len(_MIN_COLS)), np.inf, np.float32)
+    np.minimum.at(least, rows, x[:, _MIN_COLS])
+    count = np.bincount(rows, minlength=n).astype(np.float32)
+    out = np.hstack([x[first][:, _SENTENCE_COLS], most, least, np.log1p(count)[:, None]])
+    return rows, out.astype(np.float32)
+
+
+def span_scores(feats: Featurized, span_model: Callable[[np.ndarray], np.ndarray],
+                sentence_model: Callable[[np.ndarray], np.ndarray],
+                sentence_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(each candidate's span-model score plus `sentence_weight` times its sentence's score,
+    that sentence score)."""
+    if not len(feats.candidates):
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    rows, x = sentence_features(feats)
+    sentence = sentence_model(x)[rows]
+    return span_model(feats.features) + sentence_weight * sentence, sentence
+
+
+def confidence_features(feats: Featurized, scores: np.ndarray,
+                        sentence: np.ndarray) -> np.ndarray:
     """Features of each candidate as the answer: its score against the best rival's, and coverage."""
     x = feats.features
     n = len(feats.candidates)
@@ -304,6 +363,7 @@ def confidence_features(feats: Featurized, scores: np.ndarray) -> np.ndarray:
     out[:, 14] = x[:, _IX["missing_specific"]]
     out[:, 15] = x[:, _IX["swap"]]
     out[:, 16] = x[:, _IX["opposed"]]
+    out[:, 17] = sentence
     return out
 
 

@@ -7,7 +7,15 @@ import pytest
 
 from indexing.sentences import load_nlp
 from service.question import analyse
-from service.reader import CONFIDENCE_FEATURES, MODEL_PATH, SPAN_FEATURES, Reader
+from service.reader import (
+    CONFIDENCE_FEATURES,
+    MODEL_PATH,
+    SENTENCE_FEATURES,
+    SPAN_FEATURES,
+    Reader,
+    sentence_features,
+    span_scores,
+)
 from service.retrieval import Evidence
 
 DIM = 384
@@ -78,6 +86,8 @@ def test_model_file_matches_features(reader):
     assert MODEL_PATH.exists()
     assert reader.span_model.coef.shape == (len(SPAN_FEATURES),)
     assert reader.confidence_model.coef.shape == (len(CONFIDENCE_FEATURES),)
+    assert reader.sentence_model.coef.shape == (len(SENTENCE_FEATURES),)
+    assert reader.sentence_weight > 0.0
     assert 0.0 < reader.threshold < 1.0
 
 
@@ -264,3 +274,42 @@ def test_opposed_marks_a_sentence_using_the_opposite_of_a_question_word(nlp, rea
     both = _sentence_feature(nlp, reader, "opposed",
                              "Some tasks are easy and others are difficult.", 30)
     assert both("Which tasks are easy?") == 0.0
+
+
+def test_sentence_features_summarise_each_sentences_candidates(nlp, reader):
+    qv = _unit(40)
+    sentences = ["The harbour authority said about 4,500 containers were unloaded on Monday.",
+                 "It rained.",
+                 "Dock workers at the northern pier counted 300 crates last week."]
+    evidence = _evidence(nlp, sentences, [_near(qv, c, 41 + i) for i, c in
+                                          enumerate((0.8, 0.2, 0.5))])
+    feats = reader.featurize("How many containers were unloaded?", qv, evidence)
+    rows, x = sentence_features(feats)
+    sentence_of = [c.sentence for c in feats.candidates]
+    with_candidates = sorted(set(sentence_of))
+    assert x.shape == (len(with_candidates), len(SENTENCE_FEATURES))
+    assert [with_candidates[r] for r in rows] == sentence_of
+    for r, k in enumerate(with_candidates):
+        mine = [i for i, s in enumerate(sentence_of) if s == k]
+        span = feats.features[mine]
+        assert x[r, SENTENCE_FEATURES.index("cos")] == span[0, SPAN_FEATURES.index("cos")]
+        assert x[r, SENTENCE_FEATURES.index("max_type_match")] == \
+            span[:, SPAN_FEATURES.index("type_match")].max()
+        assert x[r, SENTENCE_FEATURES.index("min_dist")] == span[:, SPAN_FEATURES.index("dist")].min()
+        assert x[r, SENTENCE_FEATURES.index("log_candidates")] == pytest.approx(np.log1p(len(mine)))
+
+
+def test_span_scores_add_the_weighted_score_of_the_candidates_sentence(nlp, reader):
+    qv = _unit(50)
+    evidence = _evidence(nlp, ["The mayor opened the library in 1998.",
+                               "The council closed the museum in 2004."],
+                         [_near(qv, 0.7, 51), _near(qv, 0.6, 52)])
+    feats = reader.featurize("When did the mayor open the library?", qv, evidence)
+    rows, x = sentence_features(feats)
+    span = np.arange(len(feats.candidates), dtype=np.float32)
+    sentence = np.array([10.0, -10.0], np.float32)[:len(x)]
+    scores, of_sentence = span_scores(feats, lambda _: span, lambda _: sentence, 0.5)
+    assert np.allclose(of_sentence, sentence[rows])
+    assert np.allclose(scores, span + 0.5 * sentence[rows])
+    empty = reader.featurize("When did the mayor open the library?", qv, [])
+    assert [len(a) for a in span_scores(empty, None, None, 0.5)] == [0, 0]
