@@ -23,6 +23,9 @@ VALUE_TYPES = frozenset({"count", "quantity", "range", "money", "percent", "date
 # article gives for "how many troops were reported?" (0.49 of the best), hiding the
 # disagreement the articles show.
 RELATIVE_FLOOR = 0.45
+# Answer types whose answer is a number: once the best answer is one, a rival without a
+# number ("intelligence" for "how many more troops were sent?") is not another value.
+NUMERIC_TYPES = frozenset({"count", "quantity", "range", "money", "percent", "number"})
 _NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
 _WORD_RE = re.compile(r"[^\W_]+")
 _NUMBER_WORDS = {
@@ -110,10 +113,18 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     if best < threshold:
         return [], False
     floor = max(threshold, best * relative_floor)
+    ranked = sorted(spans, key=lambda s: -s.confidence)
+    numeric = (ranked[0].answer_type in NUMERIC_TYPES
+               and equivalence_key(ranked[0].text)[0] == "num")
+    # A "how many more" answered by an increment: totals are not other values of it.
+    increment = ranked[0].increment
     groups: list[dict] = []
     claimed: list[tuple[str, int, int, int]] = []  # (doc_id, quote_start, start, end) taken
-    for s in sorted(spans, key=lambda s: -s.confidence):
+    for s in ranked:
         if s.confidence < floor:
+            continue
+        key = equivalence_key(s.text)
+        if (numeric and key[0] != "num") or (increment and not s.increment):
             continue
         ev = s.evidence
         # A span overlapping a better one in the same sentence is the same evidence read
@@ -122,7 +133,6 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
                for d, q, b, e in claimed):
             continue
         claimed.append((ev.doc_id, ev.start, s.start, s.end))
-        key = equivalence_key(s.text)
         group = next((g for g in groups if _same_answer(g["key"], key)), None)
         citation = Citation(
             doc_id=ev.doc_id, title=ev.title, source=ev.source,

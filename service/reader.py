@@ -159,6 +159,7 @@ class SpanAnswer:
     score: float  # raw span-model score (a logit)
     confidence: float  # calibrated probability that the span is right, in [0, 1]
     answer_type: str
+    increment: bool = False  # an increment ("additional ...") that a "how many more" asks for
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +261,8 @@ class Reader:
                 continue
             seen.add(key)
             out.append(SpanAnswer(ev, key[1], key[2], c.text, float(scores[k]),
-                                  float(confidences[k]), feats.question.answer_type))
+                                  float(confidences[k]), feats.question.answer_type,
+                                  bool(feats.features[k, _IX["increment"]])))
             if len(out) == limit:
                 break
         return out

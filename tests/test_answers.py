@@ -10,10 +10,11 @@ from service.retrieval import Evidence
 
 
 def _span(doc_id: str, sentence: str, value: str, confidence: float,
-          answer_type: str = "count") -> SpanAnswer:
+          answer_type: str = "count", increment: bool = False) -> SpanAnswer:
     ev = Evidence(doc_id, None, None, 0, len(sentence), sentence, None, np.zeros(3, np.float32))
     start = sentence.index(value)
-    return SpanAnswer(ev, start, start + len(value), value, 1.0, confidence, answer_type)
+    return SpanAnswer(ev, start, start + len(value), value, 1.0, confidence, answer_type,
+                      increment)
 
 
 def test_each_article_stating_its_own_value_is_a_conflict():
@@ -51,3 +52,31 @@ def test_different_names_are_answers_not_a_conflict():
         _span("b", "The envoy met Choe Son-hui.", "Choe Son-hui", 0.8, "person"),
     ], threshold=0.3)
     assert len(answers) == 2 and not conflict
+
+
+def test_a_rival_without_a_number_is_not_another_count():
+    sentence = "Intelligence suggests a possible addition of 2,000 troops."
+    answers, conflict = aggregate([
+        _span("a", "Officials said 12,000 troops were sent.", "12,000", 0.9),
+        _span("b", sentence, "Intelligence", 0.8),
+        _span("b", sentence, "2,000", 0.7),
+    ], threshold=0.3)
+    assert [a.text for a in answers] == ["12,000", "2,000"] and conflict
+    # Without a number on top, words stay answers: the question may not want a figure.
+    answers, _ = aggregate([_span("b", sentence, "Intelligence", 0.8),
+                            _span("b", sentence, "2,000", 0.7)], threshold=0.3)
+    assert [a.text for a in answers] == ["Intelligence", "2,000"]
+
+
+def test_totals_are_not_rivals_of_an_increment():
+    # "How many more troops were sent?": the addition answers it; the totals two articles
+    # disagree on are another question's values.
+    first = "It sent 10,000 troops in the autumn and an additional 2,000 in March."
+    spans = [_span("a", first, "2,000", 0.9, increment=True),
+             _span("a", first, "10,000", 0.8),
+             _span("b", "Some 11,000 troops were deployed.", "11,000", 0.7),
+             _span("c", "A further 3,000 troops may follow.", "3,000", 0.6, increment=True)]
+    answers, conflict = aggregate(spans, threshold=0.3)
+    assert [a.text for a in answers] == ["2,000", "3,000"] and conflict
+    answers, conflict = aggregate(spans[:3], threshold=0.3)
+    assert [a.text for a in answers] == ["2,000"] and not conflict
