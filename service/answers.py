@@ -109,11 +109,11 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     """
     if not spans:
         return [], False
-    best = max(s.confidence for s in spans)
+    ranked = sorted(spans, key=lambda s: -s.confidence)
+    best = ranked[0].confidence
     if best < threshold:
         return [], False
     floor = max(threshold, best * relative_floor)
-    ranked = sorted(spans, key=lambda s: -s.confidence)
     numeric = (ranked[0].answer_type in NUMERIC_TYPES
                and equivalence_key(ranked[0].text)[0] == "num")
     # A "how many more" answered by an increment: totals are not other values of it.
