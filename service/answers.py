@@ -3,7 +3,9 @@
 Equivalent answers (the same value written differently, or by different articles)
 become one `Answer` carrying every citation. When articles give different values
 for a quantity or date the question asks about, each value stays a separate
-answer with its own citations and the result is marked as a conflict.
+answer with its own citations, and the result is marked as a conflict where two of
+them state the same part of the value (a date's month, an amount, a length of time)
+differently.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ _NUMBER_WORDS = {
     "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20, "hundred": 100,
     "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000,
 }
+_MONTHS = {name: i + 1 for i, name in enumerate(
+    "january february march april may june july august september october november december"
+    .split())}
+_MONTHS.update({name[:3]: n for name, n in list(_MONTHS.items()) if name != "may"})
+_WEEKDAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".split())
+# Units of time, in days, so "two weeks" and "14 days" are one length of time.
+_TIME_UNITS = {"second": 1 / 86400, "minute": 1 / 1440, "hour": 1 / 24, "day": 1.0,
+               "week": 7.0, "fortnight": 14.0, "month": 30.0, "year": 365.0, "decade": 3650.0}
+_TIME_UNITS.update({unit + "s": days for unit, days in list(_TIME_UNITS.items())})
+_SCALES = frozenset({"hundred", "thousand", "million", "billion"})
 _FILLER = frozenset({"a", "an", "the", "approximately", "about", "around", "some", "nearly",
                      "roughly", "almost", "over", "more", "than", "up", "to", "at", "least",
                      "estimated", "reportedly", "just", "of", "on", "in", "by", "only"})
@@ -157,6 +169,50 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     return answers, conflict
 
 
+def value_parts(text: str) -> dict[str, object]:
+    """What a value answer states, by part: a date's "year", "month", "day" and "weekday",
+    a length of time in days ("duration"), or a plain "amount" (its numbers).
+
+    Two answers contradict each other only where they state the same part differently:
+    "September 2024" and "June 4" disagree on the month, but "2024" and "June 4", "On
+    Tuesday" and "March 21", or "two-hour" and a bare "4" state nothing in common.
+    """
+    words = _WORD_RE.findall(text.lower())
+    parts: dict[str, object] = {}
+    for i, w in enumerate(words):
+        if w in _MONTHS:
+            parts["month"] = _MONTHS[w]
+            # "June 4" / "4 June": the day sits next to the month.
+            for k in (i - 1, i + 1):
+                if 0 <= k < len(words) and words[k].isdigit() and 1 <= int(words[k]) <= 31:
+                    parts["day"] = int(words[k])
+        elif w in _WEEKDAYS:
+            parts["weekday"] = w[:3]
+        elif w.isdigit() and len(w) == 4 and 1000 <= int(w) <= 2999:
+            parts["year"] = int(w)
+    if parts:
+        return parts
+    numbers = [v for v in map(_number_value, _NUMBER_RE.findall(text)) if v is not None]
+    spelled = [_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS and w not in _SCALES]
+    scales = [_NUMBER_WORDS[w] for w in words if w in _SCALES]
+    if numbers:  # "5 million" and "5,000,000" are one amount
+        numbers = [n * math.prod(scales) for n in numbers]
+    elif spelled or scales:  # "twenty two", "two hundred thousand"
+        numbers = [float((sum(spelled) or 1) * math.prod(scales))]
+    unit = next((_TIME_UNITS[w] for w in words if w in _TIME_UNITS), None)
+    if not numbers:
+        return {}
+    if unit is not None:
+        return {"duration": numbers[0] * unit}
+    return {"amount": tuple(numbers)}
+
+
+def _contradict(a: str, b: str) -> bool:
+    """Whether two value answers state some part (`value_parts`) differently."""
+    pa, pb = value_parts(a), value_parts(b)
+    return any(pa[k] != pb[k] for k in pa.keys() & pb.keys())
+
+
 def _conflict(answers: Sequence[Answer]) -> bool:
     """True when two answers give different values of a quantity or date, and each is stated
     by an article that does not state the other."""
@@ -167,6 +223,7 @@ def _conflict(answers: Sequence[Answer]) -> bool:
             # An article stating both values is usually telling two facts apart (an initial
             # and an additional deployment), not contradicting itself, and another article
             # repeating one of them does not contradict it either.
-            if docs[i] - docs[j] and docs[j] - docs[i]:
+            if (docs[i] - docs[j] and docs[j] - docs[i]
+                    and _contradict(values[i].text, values[j].text)):
                 return True
     return False

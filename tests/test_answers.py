@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.answers import aggregate
+from service.answers import aggregate, value_parts
 from service.reader import SpanAnswer
 from service.retrieval import Evidence
 
@@ -80,3 +80,35 @@ def test_totals_are_not_rivals_of_an_increment():
     assert [a.text for a in answers] == ["2,000", "3,000"] and conflict
     answers, conflict = aggregate(spans[:3], threshold=0.3)
     assert [a.text for a in answers] == ["2,000"] and not conflict
+
+
+def _conflict_between(first: str, second: str, answer_type: str) -> bool:
+    """Whether two articles, each stating one of the values, are reported as disagreeing."""
+    _, conflict = aggregate([
+        _span("a", f"The article says {first}.", first, 0.9, answer_type),
+        _span("b", f"Another says {second}.", second, 0.8, answer_type),
+    ], threshold=0.3)
+    return conflict
+
+
+def test_dates_disagree_only_on_a_part_both_state():
+    assert _conflict_between("September 2024", "June 4", "date")  # the months differ
+    assert _conflict_between("June 4", "March 21", "date")
+    assert not _conflict_between("2024", "June 4", "date")  # a year against a day
+    assert not _conflict_between("On Tuesday", "March 21", "date")  # may be the same day
+    assert not _conflict_between("June 2024", "2024", "date")  # one is more precise
+    assert not _conflict_between("June 4", "this month", "date")
+
+
+def test_lengths_of_time_are_compared_in_one_unit():
+    assert _conflict_between("two weeks", "six months", "duration")
+    assert not _conflict_between("two weeks", "14 days", "duration")
+    assert not _conflict_between("two-hour", "4", "duration")  # a bare number is no length
+
+
+def test_amounts_are_compared_as_numbers():
+    assert _conflict_between("12,000", "11,000", "count")
+    assert not _conflict_between("$5 million", "$5,000,000", "money")
+    assert not _conflict_between("two thousand", "2,000", "count")
+    assert value_parts("two hundred thousand") == {"amount": (200000.0,)}
+    assert value_parts("thousands") == {}
