@@ -103,6 +103,7 @@ SPAN_FEATURES: tuple[str, ...] = (
     *(f"pos_{p}" for p in _ROOT_POS), *(f"dep_{d[0]}" for d in _ROOT_DEPS),
     "root_verb", "root_propn",
     "tree_dist", "ent_label_other", "anchor", "slot", "increment", "range_end",
+    "increment_unasked",
     *(f"{g}_x_{f}" for g in _TYPE_GROUPS for f in _CROSSED),
     *(f"{g}_x_ent_{e}" for g in _TYPE_GROUPS for e in _ENT_LABELS),
     *(f"{g}_x_dep_{d[0]}" for g in _TYPE_GROUPS for d in _ROOT_DEPS),
@@ -116,6 +117,9 @@ _ATTRS = [LOWER, LEMMA, POS, DEP, HEAD, ENT_TYPE, ENT_IOB, IDX, LENGTH, IS_PUNCT
 _ANSWER_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "X"})
 _CONTENT_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "ADV"})
 _MARKS = frozenset({"because", "to", "amid", "due", "after", "for", "since", "as", "so"})
+# Increment marks that say a number is added to another ("an additional 2,000"), not only
+# that it is recent.
+_ADDED = frozenset("additional addition more further another extra add reinforcement".split())
 _NO_PUNCT = str.maketrans("", "", "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~’‘“”")
 _IX = {name: i for i, name in enumerate(SPAN_FEATURES)}
 # Columns of the values `_sentence_candidates` computes, in the order it returns them.
@@ -125,6 +129,7 @@ _SPAN_VALUES = (
     "is_single", "type_match", "type_mismatch", "pattern_match", "has_num", "has_propn",
     "starts_function", "starts_mark", "is_pron", "head_noun_near", "root_verb", "root_propn",
     "tree_dist", "ent_label_other", "anchor", "slot", "increment", "range_end",
+    "increment_unasked",
 )
 _SPAN_COLS = np.array([_IX[name] for name in _SPAN_VALUES])
 _SENTENCE_VALUES = ("cos", "cos_gap", "cos_rank", "ovl", "ovl_gap", "ovl_frac", "bigram",
@@ -717,9 +722,11 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
                 near_head[i] = True
     # Where a sentence marks an increment ("additional", "the recent addition of"), for
     # questions asking how many *more* (not "more than", which bounds a number).
-    increment = [q.additive and t[1] in INCREMENT
-                 and not (t[0] == "more" and i + 1 < n and toks[i + 1][0] == "than")
-                 for i, t in enumerate(toks)]
+    marks = [t[1] in INCREMENT and not (t[0] == "more" and i + 1 < n and toks[i + 1][0] == "than")
+             for i, t in enumerate(toks)]
+    increment = [q.additive and m for m in marks]
+    # ... and where a question that does not ask for one would take an increment for a total.
+    unasked = [not q.additive and m and t[1] in _ADDED for m, t in zip(marks, toks)]
     text_of = ev.text
     tree_dist = _tree_distance(toks, [i for i in range(n) if w[i] > 0])
     spans = _spans(ev, toks, [x > 0 for x in w.tolist()])
@@ -799,6 +806,7 @@ def _sentence_candidates(s_i: int, ev: Evidence, s: dict, q: Question, labels: f
             float(anchor and slot_relation(rt[3]) == q.slot),
             float(any(increment[max(0, a - WINDOW): b + WINDOW])),
             float(enclosing is not None),
+            float(any(unasked[max(0, a - WINDOW): b + WINDOW])),
         )
         onehot = [c for c in (_POS_COL.get(rt[2]), _DEP_COL.get(rt[3]),
                               cross.get("ent_" + label) if label else None,
