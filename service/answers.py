@@ -169,9 +169,10 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     return answers, conflict
 
 
-def value_parts(text: str) -> dict[str, object]:
+def value_parts(text: str, answer_type: str = "date") -> dict[str, object]:
     """What a value answer states, by part: a date's "year", "month", "day" and "weekday",
-    a length of time in days ("duration"), or a plain "amount" (its numbers).
+    a length of time in days ("duration"), or a plain "amount" (its numbers). Dates are
+    read only for answer types that are not numbers (a count of "2000" is no year).
 
     Two answers contradict each other only where they state the same part differently:
     "September 2024" and "June 4" disagree on the month, but "2024" and "June 4", "On
@@ -179,7 +180,7 @@ def value_parts(text: str) -> dict[str, object]:
     """
     words = _WORD_RE.findall(text.lower())
     parts: dict[str, object] = {}
-    for i, w in enumerate(words):
+    for i, w in enumerate(words if answer_type not in NUMERIC_TYPES | {"duration"} else []):
         if w in _MONTHS:
             parts["month"] = _MONTHS[w]
             # "June 4" / "4 June": the day sits next to the month.
@@ -207,9 +208,9 @@ def value_parts(text: str) -> dict[str, object]:
     return {"amount": tuple(numbers)}
 
 
-def _contradict(a: str, b: str) -> bool:
+def _contradict(a: Answer, b: Answer) -> bool:
     """Whether two value answers state some part (`value_parts`) differently."""
-    pa, pb = value_parts(a), value_parts(b)
+    pa, pb = value_parts(a.text, a.answer_type), value_parts(b.text, b.answer_type)
     return any(pa[k] != pb[k] for k in pa.keys() & pb.keys())
 
 
@@ -224,6 +225,6 @@ def _conflict(answers: Sequence[Answer]) -> bool:
             # and an additional deployment), not contradicting itself, and another article
             # repeating one of them does not contradict it either.
             if (docs[i] - docs[j] and docs[j] - docs[i]
-                    and _contradict(values[i].text, values[j].text)):
+                    and _contradict(values[i], values[j])):
                 return True
     return False

@@ -108,6 +108,7 @@ def test_lengths_of_time_are_compared_in_one_unit():
 
 def test_amounts_are_compared_as_numbers():
     assert _conflict_between("12,000", "11,000", "count")
+    assert _conflict_between("2000", "3,000", "count")  # a count, not the year 2000
     assert not _conflict_between("$5 million", "$5,000,000", "money")
     assert not _conflict_between("two thousand", "2,000", "count")
     assert value_parts("two hundred thousand") == {"amount": (200000.0,)}
