@@ -20,10 +20,9 @@ VALUE_TYPES = frozenset({"count", "quantity", "range", "money", "percent", "date
                          "duration", "number"})
 # Rivals are kept down to this share of the best answer's confidence. Their confidences are
 # the calibration extrapolated below the top span, so the cut is loose: on the dev splits
-# 0.40 to 0.50 flag the same conflicts (bundled 3 of 5 found, 4 false; SQuAD none) and list
-# the same answers but two; at 0.50 the sentence-aware reader drops the 11,000 a second
-# article gives for "how many troops were reported?" (0.49 of the best), hiding the
-# disagreement the articles show.
+# 0.40 to 0.50 flag the same conflicts (bundled 3 of 5 found, 2 false; SQuAD none); at
+# 0.50 the reader drops the 11,000 a second article gives for "how many troops were
+# reported?" (0.48 of the best), hiding the disagreement the articles show.
 RELATIVE_FLOOR = 0.45
 # Answer types whose answer is a number: once the best answer is one, a rival without a
 # number ("intelligence" for "how many more troops were sent?") is not another value.

@@ -161,7 +161,7 @@ class SpanAnswer:
     start: int  # offsets in the document text
     end: int
     text: str
-    score: float  # raw span-model score (a logit)
+    score: float  # raw score (a logit): span model plus weighted sentence model
     confidence: float  # calibrated probability that the span is right, in [0, 1]
     answer_type: str
     increment: bool = False  # an increment ("additional ...") that a "how many more" asks for
@@ -278,7 +278,8 @@ class Reader:
 
     def confidences(self, feats: Featurized, scores: np.ndarray,
                     sentence: np.ndarray) -> np.ndarray:
-        """Calibrated P(correct) for every candidate, given the span-model scores.
+        """Calibrated P(correct) for every candidate, given its score and its sentence's
+        (`scores`).
 
         The calibration is fitted on each question's best-scored span, so no other span gets
         more confidence than that one: otherwise a rival the span model ranks far below
