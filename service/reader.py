@@ -255,7 +255,8 @@ class Reader:
         if not feats.candidates:
             return []
         scores, sentence = self.scores(feats)
-        confidences = self.confidences(feats, scores, sentence)
+        articles = [evidence[c.sentence].doc_id for c in feats.candidates]
+        confidences = self.confidences(feats, scores, sentence, articles)
         out: list[SpanAnswer] = []
         seen: set[tuple[str, int, int]] = set()
         for k in np.argsort(-scores, kind="stable"):
@@ -276,20 +277,39 @@ class Reader:
         """The score of every candidate and of its sentence (see `span_scores`)."""
         return span_scores(feats, self.span_model, self.sentence_model, self.sentence_weight)
 
-    def confidences(self, feats: Featurized, scores: np.ndarray,
-                    sentence: np.ndarray) -> np.ndarray:
+    def confidences(self, feats: Featurized, scores: np.ndarray, sentence: np.ndarray,
+                    articles: Sequence[str] | None = None) -> np.ndarray:
         """Calibrated P(correct) for every candidate, given its score and its sentence's
         (`scores`).
 
-        The calibration is fitted on each question's best-scored span, so no other span gets
-        more confidence than that one: otherwise a rival the span model ranks far below
-        could be shown as the surer answer, or answer a question the best span abstains on.
+        The calibration is fitted on each question's best-scored span. With `articles` (each
+        candidate's doc_id), the best span of every other article is scored the same way,
+        as that article's own answer: its margin over that article's next value, not its
+        distance below the overall best. That is what the confidence was fitted on, where
+        a runner-up's confidence is an extrapolation, and it is what tells whether the
+        articles disagree. No span gets more confidence than the best one: otherwise a
+        rival the span model ranks below could be shown as the surer answer, or answer a
+        question the best span abstains on.
         """
         x = confidence_features(feats, scores, sentence)
         conf = 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
-        if len(conf):
-            conf = np.minimum(conf, conf[int(np.argmax(scores))])
-        return conf
+        if not len(conf):
+            return conf
+        best = int(np.argmax(scores))
+        if articles is not None:
+            of = np.asarray(articles)
+            for article in dict.fromkeys(articles):
+                if article == articles[best]:
+                    continue
+                idx = np.flatnonzero(of == article)
+                own = Featurized(feats.question, tuple(feats.candidates[i] for i in idx),
+                                 feats.features[idx],
+                                 {**feats.context, "norms": [feats.context["norms"][i]
+                                                             for i in idx]})
+                top = int(np.argmax(scores[idx]))
+                row = confidence_features(own, scores[idx], sentence[idx])[top:top + 1]
+                conf[idx[top]] = 1.0 / (1.0 + np.exp(-self.confidence_model(row)[0]))
+        return np.minimum(conf, conf[best])
 
     def featurize(self, question: str, question_vector: np.ndarray, evidence: Sequence[Evidence],
                   df: Callable[[Sequence[str]], dict[str, int]] | None = None,

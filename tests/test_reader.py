@@ -12,6 +12,7 @@ from service.reader import (
     MODEL_PATH,
     SENTENCE_FEATURES,
     SPAN_FEATURES,
+    Featurized,
     Reader,
     sentence_features,
     span_scores,
@@ -191,6 +192,39 @@ def test_no_span_is_surer_than_the_best_scored_one(nlp, reader):
     assert len(answers) > 2
     assert max(a.confidence for a in answers) == answers[0].confidence
 
+
+
+def test_another_articles_best_span_is_scored_as_that_articles_own_answer(nlp, reader):
+    qv = _unit(21)
+    first = _evidence(nlp, ["About 12,000 soldiers were deployed to the border, officials said.",
+                            "The talks ended on Monday without a statement."],
+                      [_near(qv, 0.8, 22), _near(qv, 0.2, 23)], doc_id="doc-a")
+    second = _evidence(nlp, ["Some 9,000 troops were deployed, a report said on Friday.",
+                             "The ministry declined to comment on the figures."],
+                       [_near(qv, 0.6, 24), _near(qv, 0.2, 25)], doc_id="doc-b", offset=0)
+    question = "How many troops were deployed?"
+    both = reader.read(question, qv, first + second, limit=50)
+    assert {a.evidence.doc_id for a in both} == {"doc-a", "doc-b"}
+    top = both[0]
+    rival = next(a for a in both if a.evidence.doc_id != top.evidence.doc_id)
+    assert rival.confidence <= top.confidence
+    # Its confidence is that of the top span of its article's candidates taken alone (their
+    # margin over each other, the evidence-wide values unchanged), capped by the best's;
+    # not the value extrapolated from its distance below the other article's best.
+    evidence = first + second
+    feats = reader.featurize(question, qv, evidence)
+    scores, sentence = reader.scores(feats)
+    own = np.flatnonzero([evidence[c.sentence].doc_id == rival.evidence.doc_id
+                          for c in feats.candidates])
+    alone = Featurized(feats.question, tuple(feats.candidates[i] for i in own),
+                       feats.features[own],
+                       {**feats.context, "norms": [feats.context["norms"][i] for i in own]})
+    expected = reader.confidences(alone, scores[own], sentence[own])
+    k = int(np.argmax(scores[own]))
+    assert feats.candidates[own[k]].text == rival.text
+    assert rival.confidence == pytest.approx(min(expected[k], top.confidence), abs=1e-6)
+    extrapolated = reader.confidences(feats, scores, sentence)[own[k]]
+    assert extrapolated != pytest.approx(rival.confidence, abs=1e-3)
 
 def _feature(reader, feats, name: str, text: str) -> float:
     col = SPAN_FEATURES.index(name)
