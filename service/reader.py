@@ -190,6 +190,12 @@ class Featurized:
     features: np.ndarray  # float32[len(candidates), len(SPAN_FEATURES)]
     context: dict  # evidence-level values shared by all candidates
 
+    def subset(self, rows: np.ndarray) -> Featurized:
+        """The candidates at `rows`, with the evidence-level context unchanged."""
+        norms = self.context["norms"]
+        return Featurized(self.question, tuple(self.candidates[i] for i in rows),
+                          self.features[rows], {**self.context, "norms": [norms[i] for i in rows]})
+
 
 @dataclass(frozen=True, slots=True)
 class _Linear:
@@ -302,12 +308,9 @@ class Reader:
                 if article == articles[best]:
                     continue
                 idx = np.flatnonzero(of == article)
-                own = Featurized(feats.question, tuple(feats.candidates[i] for i in idx),
-                                 feats.features[idx],
-                                 {**feats.context, "norms": [feats.context["norms"][i]
-                                                             for i in idx]})
                 top = int(np.argmax(scores[idx]))
-                row = confidence_features(own, scores[idx], sentence[idx])[top:top + 1]
+                row = confidence_features(feats.subset(idx), scores[idx],
+                                          sentence[idx])[top:top + 1]
                 conf[idx[top]] = 1.0 / (1.0 + np.exp(-self.confidence_model(row)[0]))
         return np.minimum(conf, conf[best])
 

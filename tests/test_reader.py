@@ -12,7 +12,6 @@ from service.reader import (
     MODEL_PATH,
     SENTENCE_FEATURES,
     SPAN_FEATURES,
-    Featurized,
     Reader,
     sentence_features,
     span_scores,
@@ -216,10 +215,7 @@ def test_another_articles_best_span_is_scored_as_that_articles_own_answer(nlp, r
     scores, sentence = reader.scores(feats)
     own = np.flatnonzero([evidence[c.sentence].doc_id == rival.evidence.doc_id
                           for c in feats.candidates])
-    alone = Featurized(feats.question, tuple(feats.candidates[i] for i in own),
-                       feats.features[own],
-                       {**feats.context, "norms": [feats.context["norms"][i] for i in own]})
-    expected = reader.confidences(alone, scores[own], sentence[own])
+    expected = reader.confidences(feats.subset(own), scores[own], sentence[own])
     k = int(np.argmax(scores[own]))
     assert feats.candidates[own[k]].text == rival.text
     assert rival.confidence == pytest.approx(min(expected[k], top.confidence), abs=1e-6)
