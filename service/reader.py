@@ -298,9 +298,8 @@ class Reader:
         question the best span abstains on.
         """
         x = confidence_features(feats, scores, sentence)
-        conf = 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
-        if not len(conf):
-            return conf
+        if not len(x):
+            return np.zeros(0, np.float32)
         best = int(np.argmax(scores))
         if articles is not None:
             of = np.asarray(articles)
@@ -309,9 +308,9 @@ class Reader:
                     continue
                 idx = np.flatnonzero(of == article)
                 top = int(np.argmax(scores[idx]))
-                row = confidence_features(feats.subset(idx), scores[idx],
-                                          sentence[idx])[top:top + 1]
-                conf[idx[top]] = 1.0 / (1.0 + np.exp(-self.confidence_model(row)[0]))
+                x[idx[top]] = confidence_features(feats.subset(idx), scores[idx],
+                                                  sentence[idx])[top]
+        conf = 1.0 / (1.0 + np.exp(-self.confidence_model(x)))
         return np.minimum(conf, conf[best])
 
     def featurize(self, question: str, question_vector: np.ndarray, evidence: Sequence[Evidence],

@@ -192,7 +192,6 @@ def test_no_span_is_surer_than_the_best_scored_one(nlp, reader):
     assert max(a.confidence for a in answers) == answers[0].confidence
 
 
-
 def test_another_articles_best_span_is_scored_as_that_articles_own_answer(nlp, reader):
     qv = _unit(21)
     first = _evidence(nlp, ["About 12,000 soldiers were deployed to the border, officials said.",
@@ -221,6 +220,7 @@ def test_another_articles_best_span_is_scored_as_that_articles_own_answer(nlp, r
     assert rival.confidence == pytest.approx(min(expected[k], top.confidence), abs=1e-6)
     extrapolated = reader.confidences(feats, scores, sentence)[own[k]]
     assert extrapolated != pytest.approx(rival.confidence, abs=1e-3)
+
 
 def _feature(reader, feats, name: str, text: str) -> float:
     col = SPAN_FEATURES.index(name)
