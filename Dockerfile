@@ -6,14 +6,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PAR
 RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 app
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY indexing ./indexing
 COPY service ./service
 COPY eval ./eval
 COPY data ./data
-# CPU torch first (the CPU wheel index), so no dependency pulls a CUDA build.
+# CPU torch first (the CPU wheel index), so no dependency pulls a CUDA build; then every
+# package at the version in constraints.txt, as `make install` does.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && pip install .
+    && pip install -c constraints.txt .
 # Building the index also exports the ONNX embedding model into ARTICLE_QA_CACHE_DIR,
 # so the container starts without exporting it again.
 RUN article-qa index build --corpus data/articles --index /app/index && chown -R app:app /app

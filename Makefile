@@ -10,14 +10,16 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install run test index lint eval clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: pip takes the CPU build from this machine's disk, and no
 	# dependency can then pull another (CUDA) torch.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	# Every other package at the version in constraints.txt (the reader model was fitted
+	# on what those versions parse and embed).
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,7 +53,7 @@ BENCH_RUNS ?= 5
 BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) bench/run_all.py --runs $(BENCH_RUNS) $(BENCH_ARGS)
 
 clean:
