@@ -77,7 +77,9 @@ def build_systems(settings, indexer=None, names: Sequence[str] = SYSTEM_NAMES) -
                          f"choose from {', '.join(SYSTEM_NAMES)}")
     indexer = indexer or Indexer(model=settings.model,
                                  chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
-    reader = Reader(indexer.nlp)
+    # The three span-reader systems answer at the same cut (`settings.min_confidence`, or
+    # the model's); the best-sentence baseline keeps its own cosine cut.
+    reader = Reader(indexer.nlp, threshold=settings.min_confidence)
     recipes = {
         SYSTEM: (reader, "hybrid"),
         "lexical-only": (reader, "lexical"),

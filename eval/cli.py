@@ -18,7 +18,7 @@ import click
 from eval.gold import GoldFormatError
 from eval.harness import HIGHER_IS_BETTER, EvalError
 from eval.squad import SquadFormatError
-from service.cli import _fail, friendly_errors, main
+from service.cli import _fail, friendly_errors, main, min_confidence_option
 from service.settings import Settings
 
 DATASETS = Path(__file__).resolve().parent / "datasets"
@@ -84,9 +84,11 @@ dataset_option = click.option(
               help="exit 1 when a metric of the system is below its minimum, e.g. "
                    "'f1=0.5,citation_validity=1.0'. Rates are fractions in [0, 1] "
                    f"(0.5, not 50). Names: {', '.join(HIGHER_IS_BETTER)}")
+@min_confidence_option
 @click.pass_context
 @eval_errors
-def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under) -> None:
+def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under,
+            min_confidence) -> None:
     """Score the system (and baselines) on a gold set; print a table and write reports.
 
     All rates in the table and the reports are fractions in [0, 1]; latencies
@@ -97,6 +99,9 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
 
     if url and (index_dir or corpus):
         raise EvalError("--url evaluates a running server; leave out --index and --corpus")
+    if url and min_confidence is not None:
+        raise EvalError("--min-confidence applies in-process; a server answers at its own "
+                        "cut (start it with --min-confidence or ARTICLE_QA_MIN_CONFIDENCE)")
     # Validate everything cheap before loading models or calling the server.
     thresholds = parse_thresholds(fail_under) if fail_under is not None else {}
     dataset = dataset or DEFAULT_DATASET
@@ -116,13 +121,18 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
             if corpus is not None and index_dir is None:
                 temp_dir = Path(tempfile.mkdtemp(prefix="article-qa-eval-"))
                 index_dir = temp_dir
-            settings = Settings().with_overrides(index=index_dir)
+            settings = Settings().with_overrides(index=index_dir, min_confidence=min_confidence)
             systems = _pipelines(settings, corpus, baselines)
             # A temporary index is gone after the run: name what it was built from instead.
             where = (f"a temporary index of {corpus}" if temp_dir is not None
                      else str(settings.index))
         run = run_eval(questions, systems, progress=True)
         run.meta.update({"mode": "url" if url else "in-process"})
+        if not url:
+            reader = systems["system"].reader
+            run.meta["answer_threshold"] = {
+                "value": reader.threshold, "fitted": reader.fitted_threshold,
+                "source": "model" if settings.min_confidence is None else "min_confidence"}
         files = write_report(run, out_dir, dataset=dataset, index=where)
     finally:
         if temp_dir is not None:

@@ -234,14 +234,23 @@ def report_dict(run: EvalRun, dataset: str | Path | None = None, index: str | No
     }
 
 
+def _cut_line(cut: dict) -> str:
+    """The confidence cut the span readers answered at (`run.meta["answer_threshold"]`)."""
+    why = ("the reader model's own cut" if cut["source"] == "model"
+           else f"--min-confidence; the reader model's own cut is {cut['fitted']:.3f}")
+    return f"- answers at confidence >= {cut['value']:.3f} ({why})"
+
+
 def markdown(run: EvalRun, report: dict, charts: dict[str, Path]) -> str:
     main = _main_system(run)
+    cut = run.meta.get("answer_threshold")  # in-process runs only
     parts = [
         "# article-qa evaluation",
         "",
         f"- dataset: `{report['dataset']}` ({run.questions} questions)",
         f"- index: `{report['index']}`",
         f"- run: {run.started_at}, {run.duration_s:.1f} s",
+        *([_cut_line(cut)] if cut else []),
         "- rates are fractions in [0, 1]; latencies in ms; `-` = undefined on this set",
         "",
         "## Summary",

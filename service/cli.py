@@ -58,6 +58,10 @@ index_option = click.option("--index", "index_dir", type=click.Path(path_type=Pa
                             help="index directory [env ARTICLE_QA_INDEX; default ./index]")
 model_option = click.option("--model", default=None,
                             help="embedding model name or path [default all-MiniLM-L6-v2]")
+min_confidence_option = click.option(
+    "--min-confidence", type=click.FloatRange(0.0, 1.0), default=None,
+    help="confidence an answer needs, else no answer; higher answers less often but more "
+         "often right [env ARTICLE_QA_MIN_CONFIDENCE; default: the reader model's own cut]")
 
 
 def _indexer(settings: Settings):
@@ -182,8 +186,9 @@ def index_info(index_dir, as_json) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="server processes, each with its own models and index [1; env "
                    "ARTICLE_QA_WORKERS]")
+@min_confidence_option
 @friendly_errors
-def serve(index_dir, host, port, corpus, allow_open_writes, workers) -> None:
+def serve(index_dir, host, port, corpus, allow_open_writes, workers, min_confidence) -> None:
     """Start the HTTP API (builds the index first when the directory has none).
 
     Write routes are open unless ARTICLE_QA_API_KEY is set, so a non-loopback --host
@@ -192,7 +197,8 @@ def serve(index_dir, host, port, corpus, allow_open_writes, workers) -> None:
     from service.security import RateLimit, is_loopback, writes_are_open
 
     s = Settings().with_overrides(index=index_dir, host=host, port=port, corpus=corpus,
-                                  allow_open_writes=allow_open_writes or None, workers=workers)
+                                  allow_open_writes=allow_open_writes or None, workers=workers,
+                                  min_confidence=min_confidence)
     if not is_loopback(s.host) and writes_are_open(s) and not s.allow_open_writes:
         _fail(f"refusing to serve on {s.host}: anyone who can reach it could add and delete "
               "documents. Set ARTICLE_QA_API_KEY (clients then send `Authorization: Bearer "
@@ -214,6 +220,8 @@ def serve(index_dir, host, port, corpus, allow_open_writes, workers) -> None:
 
         ensure_index(s)
         os.environ.update({"ARTICLE_QA_INDEX": str(s.index), "ARTICLE_QA_CORPUS": str(s.corpus)})
+        if s.min_confidence is not None:
+            os.environ["ARTICLE_QA_MIN_CONFIDENCE"] = repr(s.min_confidence)
         click.echo(f"serving with {s.workers} workers on http://{s.host}:{s.port}", err=True)
         uvicorn.run("service.app:app_from_environment", factory=True, workers=s.workers,
                     host=s.host, port=s.port, log_level="info")
@@ -305,13 +313,14 @@ def _highlight(quote: str, start: int, end: int) -> str:
 @index_option
 @click.option("--top-k", type=click.IntRange(1, 50), default=5, help="passages to show")
 @click.option("--json", "as_json", is_flag=True, help="print the POST /ask response body")
+@min_confidence_option
 @friendly_errors
-def ask(question, index_dir, top_k, as_json) -> None:
+def ask(question, index_dir, top_k, as_json, min_confidence) -> None:
     """Answer one QUESTION from the terminal."""
     from service.qa import QAPipeline
     from service.schemas import ask_response
 
-    s = Settings().with_overrides(index=index_dir)
+    s = Settings().with_overrides(index=index_dir, min_confidence=min_confidence)
     result = QAPipeline.load(s).ask(question, top_k=top_k)
     if as_json:
         import msgspec

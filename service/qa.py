@@ -110,7 +110,7 @@ class QAPipeline:
         self.indexer = indexer or indexer_for(settings)
         self.embedder = self.indexer.embedder
         self.nlp = self.indexer.nlp
-        self.reader = reader or Reader(self.nlp)
+        self.reader = reader or Reader(self.nlp, threshold=settings.min_confidence)
         self.retrieval_mode = retrieval_mode
         self.answer_cache = settings.answer_cache if answer_cache is None else answer_cache
         self._write_lock = threading.Lock()

@@ -222,7 +222,10 @@ class _Linear:
 class Reader:
     """Extracts answer spans from evidence sentences and says how sure it is."""
 
-    def __init__(self, nlp, model_path: Path | None = None, question_cache: int = QUESTION_CACHE):
+    def __init__(self, nlp, model_path: Path | None = None, question_cache: int = QUESTION_CACHE,
+                 threshold: float | None = None):
+        """`threshold`, when given, replaces the model's fitted abstention cut
+        (`Settings.min_confidence`); `fitted_threshold` keeps the model's own."""
         self.nlp = nlp
         path = Path(model_path) if model_path is not None else MODEL_PATH
         if not path.exists():
@@ -239,7 +242,8 @@ class Reader:
         self.sentence_model = _Linear.from_json(model["sentence"], len(SENTENCE_FEATURES))
         self.sentence_weight = float(model["sentence_weight"])
         self.confidence_model = _Linear.from_json(model["confidence"], len(CONFIDENCE_FEATURES))
-        self.threshold = float(model["threshold"])
+        self.fitted_threshold = float(model["threshold"])
+        self.threshold = self.fitted_threshold if threshold is None else float(threshold)
         self._tables: LRUCache[tuple[object, list[tuple]]] = LRUCache(TOKEN_TABLE_CACHE)
         self._questions: LRUCache[Question] = LRUCache(question_cache)
 

@@ -13,6 +13,17 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"ARTICLE_QA_{name.upper()}", default)
 
 
+def _optional_float(name: str) -> float | None:
+    raw = _env(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"ARTICLE_QA_{name.upper()}={raw!r} is not a number; "
+                         "give one (e.g. 0.4) or leave it unset") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Service and indexer configuration (flags > ARTICLE_QA_* environment > defaults)."""
@@ -61,6 +72,15 @@ class Settings:
     """Answers to repeated questions kept per index generation; 0 turns the cache off."""
     workers: int = field(default_factory=lambda: int(_env("workers", "1")))
     """Server processes `serve` starts (each loads its own models and index)."""
+    min_confidence: float | None = field(default_factory=lambda: _optional_float("min_confidence"))
+    """Confidence in [0, 1] an answer needs, else the service abstains; unset: the reader
+    model's own cut (fitted on the dev sets). Higher answers less often but more often right."""
+
+    def __post_init__(self) -> None:
+        # NaN fails this test too.
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence of {self.min_confidence} is outside [0, 1] "
+                             "(ARTICLE_QA_MIN_CONFIDENCE / --min-confidence)")
 
     def with_overrides(self, **overrides) -> Settings:
         """A copy with every non-None override applied (CLI flags)."""

@@ -198,3 +198,40 @@ def test_syndicated_copy_is_one_passage_but_both_articles_support(client):
     assert {top["doc_id"], *top["also_in"]} >= {original, "syndicated-copy"}
     shown = [(p["doc_id"], p["text"]) for p in body["passages"]]
     assert len({t for _, t in shown}) == len(shown), "a duplicate passage was shown twice"
+
+
+def test_min_confidence_moves_the_abstention_cut(indexer, built_index):
+    """An operator's ARTICLE_QA_MIN_CONFIDENCE replaces the reader model's cut, in /ask too."""
+    from service.qa import QAPipeline
+
+    def ask(**settings):
+        pipeline = QAPipeline(Settings(index=built_index, **settings), indexer=indexer,
+                              answer_cache=0)
+        with TestClient(app=create_app(pipeline.settings, pipeline=pipeline), timeout=60) as c:
+            r = c.post("/ask", json={"question": "how many troops were reported?"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    default = ask()
+    assert default["answer"] is not None
+    strict = ask(min_confidence=1.0)
+    assert strict["answer"] is None and strict["answers"] == [] and not strict["conflict"]
+    assert strict["confidence"] == pytest.approx(default["confidence"], abs=1e-3)
+    loose = ask(min_confidence=0.0)
+    assert loose["answer"] == default["answer"]
+    # A lower cut only adds rival values, never drops one.
+    assert {a["text"] for a in default["answers"]} <= {a["text"] for a in loose["answers"]}
+    just_above = ask(min_confidence=min(1.0, default["confidence"] + 0.01))
+    assert just_above["answer"] is None
+
+
+def test_min_confidence_setting_is_validated(monkeypatch):
+    monkeypatch.setenv("ARTICLE_QA_MIN_CONFIDENCE", "0.4")
+    assert Settings().min_confidence == 0.4
+    monkeypatch.setenv("ARTICLE_QA_MIN_CONFIDENCE", "")
+    assert Settings().min_confidence is None
+    for bad, message in (("abc", "is not a number"), ("1.5", "outside [0, 1]"),
+                         ("nan", "outside [0, 1]"), ("-0.1", "outside [0, 1]")):
+        monkeypatch.setenv("ARTICLE_QA_MIN_CONFIDENCE", bad)
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            Settings()

@@ -47,3 +47,16 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path):
     (bad / "bad name!.txt").write_text("Headline\n\nBody.\n")
     result = runner.invoke(main, ["index", "build", "--corpus", str(bad), "--index", str(tmp_path / "i")])
     assert result.exit_code == 1 and "invalid doc_id" in result.output
+
+
+def test_min_confidence_errors_before_loading_anything(tmp_path, monkeypatch):
+    runner = CliRunner()
+    index_dir = str(tmp_path / "none")
+    result = runner.invoke(main, ["ask", "q?", "--index", index_dir, "--min-confidence", "2"])
+    assert result.exit_code == 2 and "0.0<=x<=1.0" in result.output
+    monkeypatch.setenv("ARTICLE_QA_MIN_CONFIDENCE", "high")
+    for command in (["ask", "q?", "--index", index_dir], ["serve", "--index", index_dir]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert "ARTICLE_QA_MIN_CONFIDENCE='high' is not a number" in result.output
+        assert "Traceback" not in result.output

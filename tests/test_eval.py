@@ -315,6 +315,8 @@ def test_cli_input_errors(tmp_path):
         (["--dataset", good, "--url", "127.0.0.1:9"], "not an http(s) URL"),
         (["--dataset", good, "--url", "http://127.0.0.1:9", "--index", tmp_path],
          "leave out --index"),
+        (["--dataset", good, "--url", "http://127.0.0.1:9", "--min-confidence", "0.5"],
+         "applies in-process"),
         (["--dataset", good, "--fail-under", "f2=0.5"], "unknown metric 'f2'"),
         (["--dataset", good, "--index", tmp_path / "noindex"], "no index in"),
     ]
@@ -371,6 +373,28 @@ def test_cli_real_pipeline_with_baselines(tmp_path, monkeypatch, built_index, in
     if not best["abstained"]:
         c = best["citations"][0]
         assert (c["start"], c["end"], c["span"]) == (c["quote_start"], c["quote_end"], c["quote"])
+
+
+@pytest.mark.slow
+def test_cli_min_confidence_sets_the_cut_for_every_span_reader(tmp_path, monkeypatch,
+                                                                built_index, indexer):
+    monkeypatch.setattr(eval_cli, "make_indexer", lambda settings: indexer)
+    gold = _gold_file(tmp_path, REAL_GOLD)
+    out = tmp_path / "out"
+    result = _invoke("run", "--dataset", gold, "--index", built_index, "--out", out,
+                     "--min-confidence", "1.0")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["meta"]["answer_threshold"]["value"] == 1.0
+    assert "answers at confidence >= 1.000" in (out / "report.md").read_text()
+    # No confidence reaches 1: the span readers abstain on both questions, which is right
+    # only for the unanswerable one. The best-sentence baseline keeps its own cosine cut.
+    for system in ("system", "lexical-only", "dense-only"):
+        overall = report["metrics"][system]["overall"]
+        assert overall["f1"] == 0.5 and overall["abstained"] == 2, (system, overall)
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert not next(r for r in lines if r["system"] == "best-sentence"
+                    and r["id"] == "r1")["abstained"]
 
 
 @pytest.fixture()
