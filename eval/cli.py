@@ -128,8 +128,9 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
                      else str(settings.index))
         run = run_eval(questions, systems, progress=True)
         run.meta.update({"mode": "url" if url else "in-process"})
-        if not url:
-            reader = systems["system"].reader
+        # The cut the span readers answered at (any system may stand in for a pipeline).
+        reader = getattr(systems["system"], "reader", None)
+        if hasattr(reader, "fitted_threshold"):
             run.meta["answer_threshold"] = {
                 "value": reader.threshold, "fitted": reader.fitted_threshold,
                 "source": "model" if settings.min_confidence is None else "min_confidence"}
