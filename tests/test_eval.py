@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -355,20 +356,26 @@ REAL_GOLD = [
 ]
 
 
-@pytest.mark.slow
-def test_cli_real_pipeline_with_baselines(tmp_path, monkeypatch, built_index, indexer):
+def _real_run(tmp_path, monkeypatch, built_index, indexer, *args) -> tuple[dict, list, Path]:
+    """`eval run` over REAL_GOLD on the session index: (report.json, results.jsonl rows, out)."""
     monkeypatch.setattr(eval_cli, "make_indexer", lambda settings: indexer)
     gold = _gold_file(tmp_path, REAL_GOLD)
     out = tmp_path / "out"
-    result = _invoke("run", "--dataset", gold, "--index", built_index, "--out", out,
-                     "--fail-under", "citation_validity=1.0,recall@5=1.0")
+    result = _invoke("run", "--dataset", gold, "--index", built_index, "--out", out, *args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    return report, lines, out
+
+
+@pytest.mark.slow
+def test_cli_real_pipeline_with_baselines(tmp_path, monkeypatch, built_index, indexer):
+    report, lines, _ = _real_run(tmp_path, monkeypatch, built_index, indexer,
+                                 "--fail-under", "citation_validity=1.0,recall@5=1.0")
     assert report["systems"] == ["system", "lexical-only", "dense-only", "best-sentence"]
     for system in report["systems"]:
         overall = report["metrics"][system]["overall"]
         assert overall["questions"] == 2 and overall["citation_validity"] in (None, 1.0)
-    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     best = next(r for r in lines if r["system"] == "best-sentence" and r["id"] == "r1")
     if not best["abstained"]:
         c = best["citations"][0]
@@ -378,13 +385,8 @@ def test_cli_real_pipeline_with_baselines(tmp_path, monkeypatch, built_index, in
 @pytest.mark.slow
 def test_cli_min_confidence_sets_the_cut_for_every_span_reader(tmp_path, monkeypatch,
                                                                 built_index, indexer):
-    monkeypatch.setattr(eval_cli, "make_indexer", lambda settings: indexer)
-    gold = _gold_file(tmp_path, REAL_GOLD)
-    out = tmp_path / "out"
-    result = _invoke("run", "--dataset", gold, "--index", built_index, "--out", out,
-                     "--min-confidence", "1.0")
-    assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
+    report, lines, out = _real_run(tmp_path, monkeypatch, built_index, indexer,
+                                   "--min-confidence", "1.0")
     assert report["meta"]["answer_threshold"]["value"] == 1.0
     assert "answers at confidence >= 1.000" in (out / "report.md").read_text()
     # No confidence reaches 1: the span readers abstain on both questions, which is right
@@ -392,7 +394,6 @@ def test_cli_min_confidence_sets_the_cut_for_every_span_reader(tmp_path, monkeyp
     for system in ("system", "lexical-only", "dense-only"):
         overall = report["metrics"][system]["overall"]
         assert overall["f1"] == 0.5 and overall["abstained"] == 2, (system, overall)
-    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert not next(r for r in lines if r["system"] == "best-sentence"
                     and r["id"] == "r1")["abstained"]
 
