@@ -131,9 +131,8 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
         # The cut the span readers answered at (any system may stand in for a pipeline).
         reader = getattr(systems["system"], "reader", None)
         if hasattr(reader, "fitted_threshold"):
-            run.meta["answer_threshold"] = {
-                "value": reader.threshold, "fitted": reader.fitted_threshold,
-                "source": "model" if settings.min_confidence is None else "min_confidence"}
+            run.meta["answer_threshold"] = {"value": reader.threshold,
+                                            "fitted": reader.fitted_threshold}
         files = write_report(run, out_dir, dataset=dataset, index=where)
     finally:
         if temp_dir is not None:

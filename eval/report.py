@@ -236,7 +236,7 @@ def report_dict(run: EvalRun, dataset: str | Path | None = None, index: str | No
 
 def _cut_line(cut: dict) -> str:
     """The confidence cut the span readers answered at (`run.meta["answer_threshold"]`)."""
-    why = ("the reader model's own cut" if cut["source"] == "model"
+    why = ("the reader model's own cut" if cut["value"] == cut["fitted"]
            else f"--min-confidence; the reader model's own cut is {cut['fitted']:.3f}")
     return f"- answers at confidence >= {cut['value']:.3f} ({why})"
 
