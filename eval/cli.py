@@ -227,5 +227,8 @@ def import_squad_cmd(file, out_dir) -> None:
                f"{len(summary.mismatches)} offset mismatches repaired")
 
 
+# The `reader` group (training the neural reader) joins the console script here too.
+import training.cli  # noqa: E402,F401
+
 if __name__ == "__main__":
     main()
