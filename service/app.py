@@ -37,7 +37,8 @@ from indexing.errors import (
     DuplicateDocumentError,
     IndexError_,
 )
-from service.chat import Message, Resolved, check_messages, compose_reply, resolve
+from service.chat import Message, check_messages, compose_reply
+from service.followup import Resolved, resolve
 from service.qa import QAPipeline, QuestionError
 from service.schemas import (
     AskRequest,

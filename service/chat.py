@@ -1,16 +1,14 @@
-"""Conversations for POST /chat: resolve a follow-up against earlier turns, and word the reply.
+"""Conversations for POST /chat: check the messages, and word the reply.
 
-A follow-up ("who did he meet?", "and how many more were sent later?") leans on an
-earlier question for its subject. `resolve` finds the earlier user question's named
-entities and noun phrases, puts them in place of the follow-up's pronouns (and under a
-wh-phrase that lost its noun) for the reader, and adds them to the retrieval query.
-The rules are grammatical (spaCy parse and entity labels), never about a topic.
-`compose_reply` turns the extractive answers into one readable sentence with [n]
-citation markers, numbered in the order the answers list their citations.
+`compose_reply` turns the extractive answers into one readable sentence with [n] citation
+markers, numbered in the order the answers list their citations; `answer_in_reply` reads
+the answer back out of such a reply when a client sends it as an assistant turn.
+Follow-up questions are resolved in service.followup.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,21 +17,18 @@ from service.qa import QAResult, QuestionError
 ROLES = ("user", "assistant")
 MAX_MESSAGES = 50
 MAX_CHARS = 20_000
-# Earlier user questions searched (most recent first) for what a follow-up refers to.
-CONTEXT_TURNS = 3
 # Answers named in a "sources disagree" reply.
 CONFLICT_ANSWERS = 3
 
-_PERSON = frozenset({"PERSON"})
-_THING = frozenset({"ORG", "GPE", "NORP", "LOC", "FAC", "EVENT", "PRODUCT", "LAW",
-                    "WORK_OF_ART"})
-_PERSON_PRONOUNS = frozenset("he him his she her hers".split())
-_THING_PRONOUNS = frozenset("it its they them their theirs".split())
-_POSSESSIVE = frozenset("his hers its their theirs".split())
-_CONNECTIVES = frozenset("and but so also then plus".split())
-_WH = frozenset("what which who whom whose when where why how".split())
-_QUANTIFIERS = frozenset("many much more few fewer less else other others".split())
-_LEADING = frozenset("how many much what which whose the a an this that these those".split())
+# The reply's wording: `compose_reply` writes it and `answer_in_reply` reads it back.
+ABSTAIN_REPLY = ("I could not find an answer to that in the articles; "
+                 "try rephrasing or naming who or what you mean.")
+_AGREE = "According to {where}: "
+_WHERE = ("the articles", "an article")  # several sources, one
+_DISAGREE = "The sources disagree: they give "
+_FRAMES = re.compile("^(?:" + "|".join(re.escape(_AGREE.format(where=w)) for w in _WHERE)
+                     + "|" + re.escape(_DISAGREE) + ")")
+_MARKERS = re.compile(r"(?:\s*\[\d+\])+")
 
 
 class ChatError(QuestionError):
@@ -47,13 +42,13 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
-class Resolved:
-    """What a chat turn asks: the question the reader reads and the query retrieval runs."""
+class ReplyAnswer:
+    """Where an assistant turn names its answer: `text[start:end]`."""
 
-    question: str
-    query: str
-    follow_up: bool
-    carried: tuple[str, ...] = ()  # phrases taken over from earlier turns
+    text: str  # the turn without its citation markers
+    start: int
+    end: int
+    own: bool  # worded by `compose_reply` (else by some other client)
 
 
 def check_messages(messages: Sequence[Message]) -> None:
@@ -78,123 +73,25 @@ def check_messages(messages: Sequence[Message]) -> None:
         raise ChatError("the last user message is empty; send a question")
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
-    persons: list[str]
-    things: list[str]  # organisations, places and non-person noun phrases
-    head: str  # the noun phrase a "how many"/"which" question asked about, or ""
-    names: list[str]  # proper-noun phrases not labelled as persons (a fallback for "he")
-    subject: str  # the question's active subject ("did X deploy"), or ""
-    phrases: list[str]  # everything worth carrying into retrieval, in order
+def answer_in_reply(text: str) -> ReplyAnswer | None:
+    """Where an assistant turn names its answer; None for an abstention or an empty turn.
 
-
-def _strip(span) -> str:
-    """A noun chunk without its wh-words, quantifiers and determiners ("how many X" -> "X")."""
-    toks = list(span)
-    while toks and (toks[0].lower_ in _LEADING or toks[0].lower_ in _QUANTIFIERS
-                    or toks[0].pos_ in ("DET", "PRON")):
-        toks = toks[1:]
-    if not toks:
-        return ""
-    return span.doc[toks[0].i:toks[-1].i + 1].text
-
-
-def _context(nlp, text: str) -> _Context:
-    doc = nlp(text)
-    persons = [e.text for e in doc.ents if e.label_ in _PERSON]
-    things = [e.text for e in doc.ents if e.label_ in _THING]
-    head = ""
-    phrases: list[str] = [e.text for e in doc.ents if e.label_ in _PERSON | _THING]
-    for chunk in doc.noun_chunks:
-        if chunk.root.pos_ == "PRON" or chunk.root.lower_ in _WH:
-            continue
-        stripped = _strip(chunk)
-        if not stripped:
-            continue
-        asked = any(t.lower_ in _WH for t in chunk) or any(
-            t.lower_ in _WH for t in chunk.root.children)
-        if asked and not head:
-            head = stripped
-        if chunk.root.ent_type_ not in _PERSON and stripped not in things \
-                and not any(stripped in p or p in stripped for p in persons):
-            things.append(stripped)
-        if not any(stripped in p for p in phrases):
-            phrases.append(stripped)
-    names = [e.text for e in doc.ents if e.root.pos_ == "PROPN"
-             and e.label_ not in ("GPE", "LOC", "NORP", "FAC")]
-    # The subject that is not itself the asked-about phrase ("which region did X deploy").
-    subj = next((t for t in doc if t.dep_ == "nsubj" and t.pos_ != "PRON"
-                 and t.lower_ not in _WH and not any(c.lower_ in _WH for c in t.subtree)), None)
-    subject = _strip(doc[subj.left_edge.i:subj.right_edge.i + 1]) if subj is not None else ""
-    return _Context(persons, things, head, names, subject, phrases)
-
-
-def _possessive(name: str) -> str:
-    return name + ("'" if name.endswith("s") else "'s")
-
-
-def resolve(nlp, messages: Sequence[Message]) -> Resolved:
-    """The question and retrieval query for the last user message, given the earlier ones."""
-    current = messages[-1].content.strip()
-    earlier = [m.content.strip() for m in messages[:-1] if m.role == "user" and m.content.strip()]
-    if not earlier:
-        return Resolved(current, current, False)
-    doc = nlp(current)
-    toks = list(doc)
-    connective = bool(toks) and toks[0].lower_ in _CONNECTIVES
-    pronouns = [t for t in toks if t.lower_ in _PERSON_PRONOUNS | _THING_PRONOUNS
-                and t.pos_ == "PRON" or t.lower_ in _POSSESSIVE]
-    # "how many more were ...", "which ones ...": a wh-phrase with no noun of its own.
-    bare_wh = None
-    for t in toks:
-        if t.lower_ in ("how", "which", "what") and t.i + 1 < len(toks):
-            j = t.i + 1
-            while j < len(toks) and toks[j].lower_ in _QUANTIFIERS:
-                j += 1
-            if j > t.i + 1 and (j == len(toks) or toks[j].pos_ not in ("NOUN", "PROPN", "ADJ")):
-                bare_wh = j
-            break
-    if not (connective or pronouns or bare_wh is not None):
-        return Resolved(current, current, False)
-
-    contexts = [_context(nlp, text) for text in reversed(earlier[-CONTEXT_TURNS:])]
-    head = next((c.head for c in contexts if c.head), "")
-    # "he"/"she": a person; failing that, a proper name. "it"/"they": what was asked about.
-    person = next((p for c in contexts for p in (*c.persons, *c.names)), "")
-    thing = head or next((p for c in contexts for p in c.things), "")
-    # An active subject ("did it deploy") stands for the earlier question's subject.
-    agent = next((c.subject for c in contexts if c.subject), "") or thing
-
-    # Rewrite the follow-up token by token for the reader.
-    out: list[str] = []
-    carried: list[str] = []
-    start = 1 if connective else 0
-    for t in toks[start:]:
-        word = t.text
-        low = t.lower_
-        if t.i == bare_wh and head:
-            out.append(head + " ")
-            carried.append(head)
-        if t in pronouns or low in _POSSESSIVE:
-            referent = person if low in _PERSON_PRONOUNS and person else (
-                (agent if t.dep_ == "nsubj" else thing) if low in _THING_PRONOUNS else "")
-            if referent:
-                word = _possessive(referent) if (low in _POSSESSIVE or t.tag_ == "PRP$") \
-                    else referent
-                carried.append(referent)
-        out.append(word + t.whitespace_)
-    if bare_wh == len(toks) and head:
-        out.append(" " + head)
-        carried.append(head)
-    question = "".join(out).strip()
-    if question and question[0].islower():
-        question = question[0].upper() + question[1:]
-
-    # Retrieval also gets the earlier question's entities and noun phrases.
-    extra = [p for c in contexts[:1] for p in c.phrases
-             if p.lower() not in question.lower()]
-    query = " ".join([question, *extra]) if extra else question
-    return Resolved(question or current, query, True, tuple(dict.fromkeys(carried + extra)))
+    The service's own replies name the answer right after their opening words and before
+    its markers (the first value when the sources disagree); any other assistant text is
+    taken whole up to its first marker.
+    """
+    text = text.strip()
+    if not text or text == ABSTAIN_REPLY:
+        return None
+    frame = _FRAMES.match(text)
+    start = frame.end() if frame else 0
+    marker = _MARKERS.search(text, start)
+    end = marker.start() if marker else len(text)
+    value = text[start:end].rstrip(" .;,")
+    if not value:
+        return None
+    # The offsets hold in the marker-free text: no marker comes before `end`.
+    return ReplyAnswer(_MARKERS.sub("", text), start, start + len(value), frame is not None)
 
 
 def citation_numbers(result: QAResult) -> list[list[int]]:
@@ -214,8 +111,7 @@ def _markers(ns: Sequence[int]) -> str:
 def compose_reply(result: QAResult) -> str:
     """One readable sentence built only from the extractive answers, with [n] markers."""
     if not result.answers:
-        return ("I could not find an answer to that in the articles; "
-                "try rephrasing or naming who or what you mean.")
+        return ABSTAIN_REPLY
     numbers = citation_numbers(result)
     top = result.answers[0]
     if result.conflict and len(result.answers) > 1:
@@ -223,7 +119,7 @@ def compose_reply(result: QAResult) -> str:
                  zip(result.answers[:CONFLICT_ANSWERS], numbers)]
         listed = "; ".join(shown[:-1]) + f"; and {shown[-1]}" if len(shown) > 2 \
             else " and ".join(shown)
-        return f"The sources disagree: they give {listed}."
+        return f"{_DISAGREE}{listed}."
     sources = len({c.doc_id for c in top.citations})
-    where = "the articles" if sources > 1 else "an article"
-    return f"According to {where}: {top.text} {_markers(numbers[0])}."
+    where = _WHERE[0] if sources > 1 else _WHERE[1]
+    return f"{_AGREE.format(where=where)}{top.text} {_markers(numbers[0])}."

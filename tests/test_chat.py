@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from litestar.testing import TestClient
 
 from service.app import create_app
-from service.chat import MAX_CHARS, MAX_MESSAGES, Message, resolve
+from service.chat import MAX_CHARS, MAX_MESSAGES, Message
+from service.followup import resolve
 from service.qa import QAPipeline
 from service.settings import Settings
+from tests.conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,98 @@ def test_follow_up_is_resolved_and_answered(pipeline, client, first, second, in_
     wordings = expected if isinstance(expected, tuple) else (expected,)
     assert any(w in a["text"] for a in top for w in wordings), body["answer"]["answers"][:3]
     assert any(w in body["reply"] for w in wordings) and "[1]" in body["reply"]
+
+
+def _talk(client, turns):
+    """Ask each (question, resolved, answer) turn in order as the chat page does, the
+    service's reply going back as the assistant turn; check the resolved question and, where
+    given, that the reply names the answer."""
+    messages: list[dict] = []
+    for question, resolved, answer in turns:
+        messages.append({"role": "user", "content": question})
+        r = client.post("/chat", json={"messages": messages})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["answer"]["question"] == resolved, (messages, body["reply"])
+        if answer is not None:
+            assert answer in body["reply"], (messages, body["reply"])
+        messages.append({"role": "assistant", "content": body["reply"]})
+    return body
+
+
+# A pronoun in a follow-up stands first for the previous answer when it is of its kind.
+# (turns, the previous answer that the follow-up asks about)
+ISSUE_CONVERSATIONS = [
+    ([("Who arrived in North Korea to meet Kim Jong Un?",
+       "Who arrived in North Korea to meet Kim Jong Un?", "Sergei Shoigu"),
+      ("What did he thank North Korea for?",
+       "What did Sergei Shoigu thank North Korea for?", None)], "Shoigu"),
+    ([("Who conveyed a message from Putin?", "Who conveyed a message from Putin?", "Shoigu"),
+      ("Who did he give it to?", "Who did Shoigu give the message to?", None)], "Shoigu"),
+]
+
+
+@pytest.mark.parametrize(("turns", "about"), ISSUE_CONVERSATIONS, ids=["thank", "give"])
+def test_follow_up_pronoun_is_the_previous_answer(client, turns, about):
+    body = _talk(client, turns)
+    # The follow-up asks about that answer: it is not the answer again.
+    assert about in body["query"]
+    assert all(about not in a["text"] for a in body["answer"]["answers"][:1])
+
+
+# BBC News articles, and conversations about them: (question, the question the reader gets,
+# what the reply names, or None where the reader does not find it).
+BBC_ARTICLES = ("entertainment/001", "tech/001", "business/001", "sport/001", "politics/010")
+BBC_CONVERSATIONS = {
+    "he, twice, then beside a name": [
+        ("Who will unwrap the messages?", "Who will unwrap the messages?", "Richard Wentworth"),
+        ("Who was he an assistant to?", "Who was Richard Wentworth an assistant to?",
+         "Henry Moore"),
+        ("When did he work with Henry Moore?",
+         "When did Richard Wentworth work with Henry Moore?", "1960s")],
+    "there, then he": [
+        ("Which country is using invisible ink in its elections?",
+         "Which country is using invisible ink in its elections?", "Kyrgyz Republic"),
+        ("Who pushed through the law requiring the use of ink there?",
+         "Who pushed through the law requiring the use of ink in Kyrgyz Republic?",
+         "Askar Akaev"),
+        ("What did he push through?", "What did Askar Akaev push through?", None)],
+    "its": [
+        ("Which media company now owns 8% of Google?",
+         "Which media company now owns 8% of Google?", "Time Warner"),
+        ("How many subscribers did its internet business lose?",
+         "How many subscribers did Time Warner's internet business lose?", "464,000")],
+    "she, kept over a turn": [
+        ("Who is confident she can win her first major medal?",
+         "Who is confident she can win her first major medal?", "Sarah Claxton"),
+        ("What new mark did she set?", "What new mark did Sarah Claxton set?", "7.96 seconds"),
+        ("Who did she leave trailing in sixth spot?",
+         "Who did Sarah Claxton leave trailing in sixth spot?", None)],
+    "it, not the person answered": [
+        ("Who wants to build a super-casino?", "Who wants to build a super-casino?",
+         "Scottish ministers"),
+        ("Where could it be built?", "Where could the super-casino be built?", "Scotland")],
+}
+
+
+@pytest.fixture(scope="module")
+def bbc_client(indexer, tmp_path_factory):
+    from indexing.pipeline import build
+
+    root = shared_path("datasets", "bbc-news")
+    corpus = tmp_path_factory.mktemp("bbc-corpus")
+    for name in BBC_ARTICLES:
+        shutil.copy(root / f"{name}.txt", corpus / f"{name.replace('/', '-')}.txt")
+    index = tmp_path_factory.mktemp("bbc-index")
+    build(corpus, index, indexer)
+    qa = QAPipeline(Settings(index=index), indexer=indexer)
+    with TestClient(app=create_app(Settings(index=index), pipeline=qa), timeout=60) as c:
+        yield c
+
+
+@pytest.mark.parametrize("turns", BBC_CONVERSATIONS.values(), ids=BBC_CONVERSATIONS.keys())
+def test_bbc_conversation(bbc_client, turns):
+    _talk(bbc_client, turns)
 
 
 def test_first_question_and_unrelated_question_are_not_rewritten(pipeline):
