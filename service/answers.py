@@ -6,6 +6,11 @@ for a quantity or date the question asks about, each value stays a separate
 answer with its own citations, and the result is marked as a conflict where two of
 them state the same part of the value (a date's month, an amount, a length of time)
 differently.
+
+Only values of the kind the question asks for are rivals (`value_kinds`, `ASKED_KINDS`):
+a date question's other answers are dates, a person question's people. The kind is read
+from the span itself (its text and its sentence's entity labels), never from how the
+reader found it, so the rule holds for any reader that returns spans over `Evidence`.
 """
 
 from __future__ import annotations
@@ -25,9 +30,35 @@ VALUE_TYPES = frozenset({"count", "quantity", "range", "money", "percent", "date
 # same 3). The 11,000 a second article gives for "how many troops were reported?" sits at
 # 0.62 of the best (0.48 when it was extrapolated, below a 0.50 cut).
 RELATIVE_FLOOR = 0.45
-# Answer types whose answer is a number: once the best answer is one, a rival without a
-# number ("intelligence" for "how many more troops were sent?") is not another value.
+# Answer types whose answer is a number (a "2000" of theirs is an amount, not a year).
 NUMERIC_TYPES = frozenset({"count", "quantity", "range", "money", "percent", "number"})
+# The kinds of value (`value_kinds`) that answer each asked type; a rival of no such kind
+# states something else ("between the two nations" for a "when", "intelligence" for a
+# "how many"). A "name" is a proper noun the recogniser left unlabelled: it may be any
+# person, place or organisation. Amounts may be lengths of time ("how many years ago",
+# "how old": "72 years old"). Types absent here (why, how, yes/no, noun phrase) ask for a
+# reason, a manner or a thing, which no entity label or pattern tells apart from another
+# phrase: their rivals are not filtered.
+ASKED_KINDS: dict[str, frozenset[str]] = {
+    "date": frozenset({"date"}),
+    "duration": frozenset({"duration"}),
+    "count": frozenset({"number", "duration"}),
+    "quantity": frozenset({"number", "duration"}),
+    "money": frozenset({"number"}),
+    "percent": frozenset({"number"}),
+    "person": frozenset({"person", "name"}),
+    "place": frozenset({"place", "name"}),
+    "organisation": frozenset({"organisation", "name"}),
+}
+# spaCy entity labels by the kind of value they state.
+_ENTITY_KINDS = {
+    "DATE": "date", "TIME": "date", "PERSON": "person", "GPE": "place", "LOC": "place",
+    "FAC": "place", "ORG": "organisation", "NORP": "organisation", "CARDINAL": "number",
+    "QUANTITY": "number", "MONEY": "number", "PERCENT": "number", "ORDINAL": "number",
+}
+# Labels of names: any proper noun of one names it ("Kim" of "Kim Jong Un"); other entities
+# are stated only by a span holding their head ("just six" of "just six months" is no date).
+_NAME_LABELS = frozenset({"PERSON", "GPE", "LOC", "FAC", "ORG", "NORP"})
 _NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
 _WORD_RE = re.compile(r"[^\W_]+")
 _NUMBER_WORDS = {
@@ -48,6 +79,21 @@ _SCALES = frozenset({"hundred", "thousand", "million", "billion"})
 _FILLER = frozenset({"a", "an", "the", "approximately", "about", "around", "some", "nearly",
                      "roughly", "almost", "over", "more", "than", "up", "to", "at", "least",
                      "estimated", "reportedly", "just", "of", "on", "in", "by", "only"})
+# What a date looks like when the recogniser missed it: a month or weekday (capitalised,
+# as news writes them: "march" and "may" are also verbs), a year or decade, a clock time, a
+# numeric date, a day named relative to today, or a calendar unit named relative to now.
+_DATE_RE = re.compile(
+    r"\b(?:(?:January|February|March|April|May|June|July|August|September|October"
+    r"|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b"
+    r"|(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"
+    r"|[12]\d{3}s?\b(?![.,]\d)|\d{1,2}:\d{2}\b|\d{1,2}\s?(?i:[ap]\.?m)\b"
+    r"|\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b"
+    r"|(?i:today|yesterday|tomorrow|tonight|ago)\b"
+    r"|(?i:(?:this|last|next|past|coming|previous|earlier|later)\s+"
+    r"(?:day|week|weekend|month|year|decade|century|morning|afternoon|evening|night"
+    r"|spring|summer|autumn|fall|winter))\b)")
+# Words that count a unit of time ("a year", "several weeks"), besides numbers.
+_QUANTIFIER_WORDS = frozenset("a an several few many couple dozen dozens some".split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +163,9 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     """Group reader spans into ranked answers; returns (answers, conflict).
 
     Spans below `threshold`, or below `relative_floor` times the best confidence, are
-    dropped; no answer at all means the service abstains.
+    dropped; no answer at all means the service abstains. So are rivals of the best span
+    that state another kind of value than the question asks for (`rival_kinds`): only
+    values of one kind can disagree, and the reply names every answer kept here.
     """
     if not spans:
         return [], False
@@ -126,8 +174,7 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     if best < threshold:
         return [], False
     floor = max(threshold, best * relative_floor)
-    numeric = (ranked[0].answer_type in NUMERIC_TYPES
-               and equivalence_key(ranked[0].text)[0] == "num")
+    allowed = rival_kinds(ranked[0])
     # A "how many more" answered by an increment: totals are not other values of it.
     increment = ranked[0].increment
     groups: list[dict] = []
@@ -135,9 +182,11 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     for s in ranked:
         if s.confidence < floor:
             continue
-        key = equivalence_key(s.text)
-        if (numeric and key[0] != "num") or (increment and not s.increment):
+        if increment and not s.increment:
             continue
+        if allowed is not None and s is not ranked[0] and not value_kinds(s) & allowed:
+            continue
+        key = equivalence_key(s.text)
         ev = s.evidence
         # A span overlapping a better one in the same sentence is the same evidence read
         # with other boundaries ("12,000" inside "10,000 to 12,000"), not a new answer.
@@ -167,6 +216,76 @@ def aggregate(spans: Sequence, threshold: float, max_answers: int = 5,
     answers = answers[:max_answers]
     conflict = _conflict(answers)
     return answers, conflict
+
+
+def value_kinds(span) -> frozenset[str]:
+    """The kinds of value a reader span states: "date", "duration", "number", "person",
+    "place", "organisation", or "name" (a proper noun with no entity label).
+
+    Read from the span alone: the entity labels and parts of speech of the tokens it covers
+    in its sentence (`span.evidence.doc`, whose token offsets are relative to
+    `evidence.start`), and number, date and length-of-time patterns in its text.
+    """
+    text = span.text
+    words = _WORD_RE.findall(text.lower())
+    kinds: set[str] = set()
+    # A length of time counts its unit ("six months", "two-hour"); "this month" does not,
+    # nor does an ordinal ("a second visit").
+    if any(w in _TIME_UNITS and w != "second" and any(
+            v.isdigit() or v in _NUMBER_WORDS or v in _QUANTIFIER_WORDS for v in words[:i])
+           for i, w in enumerate(words)):
+        kinds.add("duration")
+    doc = span.evidence.doc
+    if doc is None:  # no annotation: the text is all there is
+        if _NUMBER_RE.search(text) or any(w in _NUMBER_WORDS for w in words):
+            kinds.add("number")
+    else:
+        kinds |= _annotated_kinds(doc, span.start - span.evidence.start,
+                                  span.end - span.evidence.start)
+        # The recogniser labels lengths of time as dates too ("just six months"); a length
+        # is a date only when anchored to one ("two years ago"), which the pattern finds.
+        if "duration" in kinds:
+            kinds.discard("date")
+    if _DATE_RE.search(text):
+        kinds.add("date")
+    return frozenset(kinds)
+
+
+def _annotated_kinds(doc, start: int, end: int) -> set[str]:
+    """The kinds of value that characters [start, end) of the annotated sentence `doc` state,
+    by their entity labels and parts of speech."""
+    covered = [t for t in doc if t.idx >= start and t.idx + len(t) <= end]
+    inside = {t.i for t in covered}
+    kinds: set[str] = set()
+    for ent in doc.ents:
+        kind = _ENTITY_KINDS.get(ent.label_)
+        if kind is not None and (ent.root.i in inside or ent.label_ in _NAME_LABELS and any(
+                t.i in inside and t.pos_ == "PROPN" for t in ent)):
+            kinds.add(kind)
+    for t in covered:
+        # A number is an amount unless it is part of a date ("21" of "March 21").
+        if (t.like_num or any(c.isdigit() for c in t.text)) and t.ent_type_ not in ("DATE", "TIME"):
+            kinds.add("number")
+        if t.pos_ == "PROPN" and not t.ent_type_:
+            kinds.add("name")
+    return kinds
+
+
+def rival_kinds(top) -> frozenset[str] | None:
+    """The kinds of value (`value_kinds`) a rival of the best span `top` must state to be
+    another value of what the question asks; None when the asked type allows any phrase.
+
+    The best span itself is never filtered: the reader's choice stands. When it is of the
+    asked kind, only that kind can rival it. When it is not, either the recogniser mislabelled
+    it ("Shoigu" as an organisation) or the question's type was misread ("who" answered by a
+    country); spans of the best answer's own kind are then values of the same thing too, so
+    they stay beside those of the asked kind.
+    """
+    asked = ASKED_KINDS.get(top.answer_type)
+    if asked is None:
+        return None
+    kinds = value_kinds(top)
+    return asked if kinds & asked else asked | kinds
 
 
 def value_parts(text: str, answer_type: str = "date") -> dict[str, object]:

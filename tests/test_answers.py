@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-import numpy as np
+from functools import cache
 
-from service.answers import aggregate, value_parts
+import numpy as np
+import pytest
+
+from indexing.sentences import load_nlp, split_sentences, to_spacy_doc
+from service.answers import ASKED_KINDS, aggregate, value_kinds, value_parts
+from service.chat import compose_reply
+from service.qa import QAResult
+from service.question import ANSWER_TYPES, TYPE_LABELS
 from service.reader import SpanAnswer
 from service.retrieval import Evidence
+
+# Where each test sentence sits in its made-up document: offsets are the document's, and
+# the sentence's tokens count from here, as the retriever builds them.
+SENTENCE_START = 120
+
+
+@cache
+def _annotated(sentence: str):
+    """The sentence annotated as the indexer stores it, rebuilt as the retriever does."""
+    nlp = load_nlp()
+    (only, *rest), = split_sentences(nlp, [sentence])
+    assert not rest, f"{sentence!r} parses as more than one sentence"
+    return to_spacy_doc(nlp.vocab, sentence, only.annotation)
 
 
 def _span(doc_id: str, sentence: str, value: str, confidence: float,
           answer_type: str = "count", increment: bool = False) -> SpanAnswer:
-    ev = Evidence(doc_id, None, None, 0, len(sentence), sentence, None, np.zeros(3, np.float32))
-    start = sentence.index(value)
+    ev = Evidence(doc_id, None, None, SENTENCE_START, SENTENCE_START + len(sentence), sentence,
+                  _annotated(sentence), np.zeros(3, np.float32))
+    start = SENTENCE_START + sentence.index(value)
     return SpanAnswer(ev, start, start + len(value), value, 1.0, confidence, answer_type,
                       increment)
 
@@ -113,3 +134,149 @@ def test_amounts_are_compared_as_numbers():
     assert not _conflict_between("two thousand", "2,000", "count")
     assert value_parts("two hundred thousand") == {"amount": (200000.0,)}
     assert value_parts("thousands") == {}
+
+
+# -- only values of the asked kind are rivals -------------------------------------------------
+# Each case: the asked type, the best span (article "a"), then rivals from other articles as
+# (sentence, value, whether it is a value of the asked kind). Invented sentences, parsed by
+# the real pipeline; every rival is confident enough to be listed on its own merits.
+KIND_CASES = {
+    "date": (
+        ("The ferry line reopened on June 4, the port authority said.", "June 4"),
+        [("Talks between the two nations on the ferry line stalled for just six months.",
+          "between the two nations", False),
+         ("Talks between the two nations on the ferry line stalled for just six months.",
+          "just six", False),
+         ("The ferry line stayed closed until May, according to the operator.", "until May", True)],
+    ),
+    "duration": (
+        ("The dockers' strike lasted three weeks, the union said.", "three weeks"),
+        [("A spokesman said the strike would end on Monday after 4 rounds of talks.",
+          "on Monday", False),
+         ("A spokesman said the strike would end on Monday after 4 rounds of talks.", "4", False),
+         ("Another account says the strike lasted ten days.", "ten days", True)],
+    ),
+    "count": (
+        ("Some 1,200 workers joined the walkout, organisers said.", "1,200"),
+        [("Police put the number at 1,500 when the walkout began on March 21.", "March 21", False),
+         ("Police put the number at 1,500 when the walkout began on March 21.", "1,500", True)],
+    ),
+    "quantity": (
+        ("The reservoir holds 40 million litres of water.", "40 million litres"),
+        [("The reservoir, built in 2019, holds 35 million litres, engineers say.", "2019", False),
+         ("The reservoir, built in 2019, holds 35 million litres, engineers say.",
+          "35 million litres", True)],
+    ),
+    "money": (
+        ("The bridge repairs cost $4 million, the mayor said.", "$4 million"),
+        [("The council approved $5 million for the repairs on 3 May.", "on 3 May", False),
+         ("The council approved $5 million for the repairs on 3 May.", "$5 million", True)],
+    ),
+    "percent": (
+        ("Turnout rose by 12 percent, the electoral board said.", "12 percent"),
+        [("Turnout rose 9 percent in 2021 and again this year.", "in 2021", False),
+         ("Turnout rose 9 percent in 2021 and again this year.", "9 percent", True)],
+    ),
+    "person": (
+        ("The new harbour master is Maria Lopez, the ministry announced.", "Maria Lopez"),
+        [("Tom Becker was named harbour master at the harbour in Valparaiso.",
+          "the harbour in Valparaiso", False),
+         ("Tom Becker was named harbour master at the harbour in Valparaiso.", "Tom Becker", True)],
+    ),
+    "place": (
+        ("The festival will be held in Valparaiso, organisers confirmed.", "Valparaiso"),
+        [("Officials moved the festival to Lima on Friday.", "on Friday", False),
+         ("Officials moved the festival to Lima on Friday.", "Lima", True)],
+    ),
+    "organisation": (
+        ("The contract went to the Andean Shipping Company, the ministry said.",
+         "the Andean Shipping Company"),
+        [("Maria Lopez signed the contract for the Pacific Freight Union.", "Maria Lopez", False),
+         ("Maria Lopez signed the contract for the Pacific Freight Union.",
+          "the Pacific Freight Union", True)],
+    ),
+}
+
+
+def _listed(answer_type: str) -> tuple[list[str], list[str], bool]:
+    """(answers listed, the values of the asked kind, conflict) for one KIND_CASES case."""
+    (sentence, value), rivals = KIND_CASES[answer_type]
+    spans = [_span("a", sentence, value, 0.9, answer_type)]
+    spans += [_span(f"r{i}", s, v, 0.8 - 0.05 * i, answer_type)
+              for i, (s, v, _) in enumerate(rivals)]
+    answers, conflict = aggregate(spans, threshold=0.3)
+    return [a.text for a in answers], [value] + [v for _, v, ok in rivals if ok], conflict
+
+
+def test_every_typed_answer_type_has_its_rival_kinds():
+    # One rule for every type the question analysis gives a kind of entity to.
+    assert set(TYPE_LABELS) <= set(ASKED_KINDS) <= set(ANSWER_TYPES)
+    assert set(KIND_CASES) == set(ASKED_KINDS)
+
+
+@pytest.mark.parametrize("answer_type", sorted(KIND_CASES))
+def test_rivals_are_values_of_the_asked_kind(answer_type):
+    listed, expected, _ = _listed(answer_type)
+    assert listed == expected
+
+
+def test_a_conflict_names_only_values_of_the_asked_kind():
+    # "When ...?": the two dates disagree on the month; the phrase between them is no date.
+    listed, _, conflict = _listed("date")
+    assert conflict and listed == ["June 4", "until May"]
+    listed, _, conflict = _listed("duration")
+    assert conflict and listed == ["three weeks", "ten days"]
+
+
+
+def test_the_reply_names_only_the_values_that_disagree():
+    (sentence, value), rivals = KIND_CASES["date"]
+    spans = [_span("a", sentence, value, 0.9, "date")]
+    spans += [_span(f"r{i}", s, v, 0.8 - 0.05 * i, "date") for i, (s, v, _) in enumerate(rivals)]
+    answers, conflict = aggregate(spans, threshold=0.3)
+    reply = compose_reply(QAResult("When did the ferry line reopen?", answers[0].text,
+                                   answers[0].confidence, conflict, tuple(answers), (), {}))
+    assert reply == "The sources disagree: they give June 4 [1] and until May [2]."
+
+
+@pytest.mark.parametrize("answer_type", ["why", "how", "noun_phrase", "yes_no"])
+def test_untyped_questions_keep_every_rival(answer_type):
+    # A reason or a thing has no kind a label tells apart: nothing is filtered.
+    answers, _ = aggregate([
+        _span("a", "The line closed because the pier was unsafe.", "the pier was unsafe", 0.9,
+              answer_type),
+        _span("b", "Officials moved the festival to Lima on Friday.", "on Friday", 0.8,
+              answer_type),
+    ], threshold=0.3)
+    assert [a.text for a in answers] == ["the pier was unsafe", "on Friday"]
+
+
+def test_a_best_answer_of_another_kind_keeps_rivals_of_its_kind():
+    # "Who signed the contract?" answered by an organisation (the question's type or the
+    # recogniser may be wrong): other organisations and people stay rivals; a date does not.
+    union = "Maria Lopez signed the contract for the Pacific Freight Union."
+    answers, _ = aggregate([
+        _span("a", "The contract went to the Andean Shipping Company, the ministry said.",
+              "the Andean Shipping Company", 0.9, "person"),
+        _span("b", union, "the Pacific Freight Union", 0.8, "person"),
+        _span("c", union, "Maria Lopez", 0.7, "person"),
+        _span("d", "Officials moved the festival to Lima on Friday.", "on Friday", 0.6,
+              "person"),
+    ], threshold=0.3)
+    assert [a.text for a in answers] == ["the Andean Shipping Company",
+                                         "the Pacific Freight Union", "Maria Lopez"]
+
+
+@pytest.mark.parametrize(("sentence", "value", "kind", "stated"), [
+    # Part of a length of time is a bare number, not a date; the whole is a length.
+    ("Talks on the ferry line stalled for just six months.", "just six", "date", False),
+    ("Talks on the ferry line stalled for just six months.", "just six months", "duration", True),
+    ("Talks on the ferry line stalled for just six months.", "just six months", "date", False),
+    ("The line closed two years ago after a storm.", "two years ago", "date", True),
+    # One name of a person's full name is still the person.
+    ("Tom Becker was named harbour master.", "Becker", "person", True),
+    # A number inside a date is the date's, not an amount.
+    ("The walkout began on March 21.", "March 21", "number", False),
+])
+def test_value_kinds_read_the_span_in_its_sentence(sentence, value, kind, stated):
+    assert (kind in value_kinds(_span("a", sentence, value, 0.9))) is stated

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -191,6 +192,36 @@ def test_reply_abstains_plainly(client):
         {"role": "user", "content": "What is the boiling point of mercury?"}]}).json()
     assert body["answer"]["answer"] is None
     assert "could not find an answer" in body["reply"] and "[" not in body["reply"]
+
+
+# A point in time as news writes one: a month, weekday, year, clock time, or a calendar
+# unit ("this month", "three months ago"). Looser than the service's own rule on purpose:
+# it checks the relation (every listed answer to "when" is a time) without sharing its code.
+_TIME_WORDS = re.compile(
+    r"\b(?:january|february|march|april|may|june|july|august|september|october|november"
+    r"|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|[12]\d{3}s?"
+    r"|\d{1,2}:\d{2}|today|yesterday|tomorrow|tonight|ago|day|days|week|weeks|weekend"
+    r"|month|months|year|years|morning|afternoon|evening|night)\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("messages", [
+    ["When did Kim Jong Un first visit North Korea?"],
+    ["When did Sergei Shoigu first visit North Korea?"],
+    ["When did he first visit North Korea?"],
+    ["Who arrived in North Korea to meet Kim Jong Un?", "When did he first visit North Korea?"],
+], ids=lambda m: " / ".join(m))
+def test_a_when_question_lists_and_disputes_only_dates(client, messages):
+    conversation = _conversation(*messages) if len(messages) == 2 else \
+        [{"role": "user", "content": messages[0]}]
+    body = client.post("/chat", json={"messages": conversation}).json()
+    answers = body["answer"]["answers"]
+    assert answers, body["reply"]
+    assert all(_TIME_WORDS.search(a["text"]) for a in answers), [a["text"] for a in answers]
+    if body["answer"]["conflict"]:
+        # The reply names the first answers, each of them a date.
+        assert all(a["text"] in body["reply"] for a in answers[:2]), body["reply"]
+    ask = client.post("/ask", json={"question": body["answer"]["question"]}).json()
+    assert all(_TIME_WORDS.search(a["text"]) for a in ask["answers"]), ask["answers"]
 
 
 def _events(text: str) -> list[tuple[str, dict]]:
