@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.qa import QAResult, QuestionError
+from service.qa import MAX_QUESTION_CHARS, QAResult, QuestionError
 
 ROLES = ("user", "assistant")
 MAX_MESSAGES = 50
@@ -74,8 +74,15 @@ def check_messages(messages: Sequence[Message]) -> None:
     if messages[-1].role != "user":
         raise ChatError("the last message must come from the user (role 'user'); "
                         "it is the question answered")
-    if not messages[-1].content.strip():
-        raise ChatError("the last user message is empty; send a question")
+    if len(messages[-1].content) > MAX_QUESTION_CHARS:
+        raise ChatError(f"the last message (the question) has {len(messages[-1].content)} "
+                        f"characters; the limit is {MAX_QUESTION_CHARS}")
+    blank = [i for i, m in enumerate(messages) if not m.content.strip()]
+    if blank:
+        # The document says every content holds a non-space character; an empty turn
+        # carries nothing to resolve a follow-up with, and an empty last one no question.
+        raise ChatError(f"message {blank[0]} has empty content; every message needs text "
+                        "(the last one is the question)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +201,17 @@ def resolve(nlp, messages: Sequence[Message]) -> Resolved:
     extra = [p for c in contexts[:1] for p in c.phrases
              if p.lower() not in question.lower()]
     query = " ".join([question, *extra]) if extra else question
-    return Resolved(question or current, query, True, tuple(dict.fromkeys(carried + extra)))
+    return _bounded(Resolved(question or current, query, True,
+                             tuple(dict.fromkeys(carried + extra))), current)
+
+
+def _bounded(resolved: Resolved, current: str) -> Resolved:
+    """`resolved` within the question limit: what the client sent fits it (check_messages),
+    so a rewrite made longer by earlier turns must not turn it into a 422."""
+    question = resolved.question if len(resolved.question) <= MAX_QUESTION_CHARS else current
+    # The phrases carried into the query only add recall: drop them rather than refuse.
+    query = resolved.query if len(resolved.query) <= MAX_QUESTION_CHARS else question
+    return Resolved(question, query, resolved.follow_up, resolved.carried)
 
 
 def citation_numbers(result: QAResult) -> list[list[int]]:
