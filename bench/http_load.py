@@ -6,7 +6,8 @@
   with one keep-alive connection sending requests back to back for `--seconds`;
   throughput (requests/s) and p50/p99 latency per run, median (min-max) over runs.
   Any non-2xx answer or connection error counts as an error (the target is zero).
-  The server runs with rate limiting off (a benchmark client is one address) and the
+  The server runs with rate limiting off (the default; set explicitly so an operator's
+  ARTICLE_QA_RATE_LIMIT cannot throttle the one benchmark client) and the
   answer cache off, so every /ask is answered from scratch;
 * start-up: seconds from spawning `article-qa serve` on an existing index to its
   first answered /ask;

@@ -16,8 +16,9 @@ none twice; the server's RSS grew less than 10% from the end of the warm-up.
     python bench/soak.py --seconds 600 --readers 6 --json bench/out/soak.json
 
 Exit status 0 when everything held, 1 otherwise. The server runs with its rate limit
-off (ARTICLE_QA_RATE_LIMIT=0): all the load comes from one client address, and the
-soak measures the service, not the limiter (`--rate-limit` to keep one).
+off (ARTICLE_QA_RATE_LIMIT=0, the default, set explicitly): all the load comes from one
+client address, and the soak measures the service, not the limiter (`--rate-limit` to
+keep one).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Schema
@@ -41,6 +41,7 @@ from service.chat import Message, check_messages, compose_reply
 from service.followup import Resolved, resolve
 from service.qa import QAPipeline, QuestionError
 from service.schemas import (
+    NOT_BLANK,
     AskRequest,
     AskResponse,
     ChatRequest,
@@ -200,6 +201,49 @@ async def _allow_all_methods(message, scope) -> None:
         headers["allow"] = ", ".join(sorted(methods))
 
 
+_BODY_TYPES: dict[object, type | None] = {}
+
+
+def _body_type(handler) -> type | None:
+    """The msgspec Struct a handler takes as its JSON `data`, or None."""
+    if handler not in _BODY_TYPES:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        annotation = data.annotation if data is not None else None
+        _BODY_TYPES[handler] = annotation if isinstance(annotation, type) and issubclass(
+            annotation, msgspec.Struct) else None
+    return _BODY_TYPES[handler]
+
+
+def _json_number(literal: str) -> int | float:
+    # JSON Schema counts 50.0 as an integer (the value, not its spelling, has a type);
+    # msgspec's strict mode would refuse it for an int field.
+    value = float(literal)
+    return int(value) if value.is_integer() else value
+
+
+_JSON = msgspec.json.Decoder(float_hook=_json_number)
+
+
+async def strict_body(request: Request) -> None:
+    """Before-request hook: a JSON body must have exactly the types its schema documents.
+
+    Litestar converts bodies leniently (`"stream": 0` becomes false, `"top_k": "5"`
+    becomes 5), which accepts what the OpenAPI document calls invalid; clients generated
+    from the document, and fuzzers, would then disagree with the server. Runs after the
+    guards, so a client without a key still gets its 401 first.
+    """
+    model = _body_type(request.route_handler)
+    if model is None:
+        return
+    try:
+        msgspec.convert(_JSON.decode(await request.body()), type=model, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ValidationException(f"Validation failed for {request.method} {request.url.path}",
+                                  extra=[{"key": "data", "message": str(exc)}]) from None
+    except msgspec.DecodeError:
+        return  # not JSON at all: the decoder's own 400 follows
+
+
 def _pipeline(state: State) -> QAPipeline:
     return state.qa
 
@@ -249,6 +293,10 @@ async def _chat_events(qa: QAPipeline, resolved: Resolved, top_k: int
 async def chat(data: JSONBody[ChatRequest], state: State) -> Response[ChatResponse]:
     """A follow-up is resolved against earlier user turns, then answered like /ask.
 
+    Rules across messages, which JSON Schema cannot state (a 422 names the one broken):
+    the last message is the question, so its role is `user` and it holds at most 2,000
+    characters; all messages hold at most 20,000 characters in all.
+
     `stream: true` returns text/event-stream: `passages`, then `answer` (the non-streamed
     body), then `done`; `error` (with `status_code` and `detail`) replaces what is left.
     """
@@ -256,6 +304,9 @@ async def chat(data: JSONBody[ChatRequest], state: State) -> Response[ChatRespon
     messages = [Message(m.role, m.content) for m in data.messages]
     check_messages(messages)
     resolved = await anyio.to_thread.run_sync(resolve, qa.nlp, messages)
+    # Before the stream starts: once it has, its status is 200 and errors go in-band.
+    qa.check(resolved.question, data.top_k)
+    qa.check(resolved.query, data.top_k)
     if data.stream:
         return ServerSentEvent(_chat_events(qa, resolved, data.top_k),
                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -275,7 +326,9 @@ def chat_page() -> File:
      responses=_errors(*READ, 422), opt=LIMITED_READ)
 def search(
     state: State,
-    q: Annotated[str, Parameter(description="search text", min_length=1, max_length=2000)],
+    # The pattern is documented, not enforced by the decoder: the pipeline's 422 says why.
+    q: Annotated[str, Parameter(description="search text", min_length=1, max_length=2000,
+                                schema_extra={"pattern": NOT_BLANK})],
     k: Annotated[int, Parameter(description="number of passages", ge=1, le=50)] = 5,
 ) -> SearchResponse:
     """The k passages most relevant to `q` (dense + BM25, fused)."""
@@ -350,6 +403,7 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
                                                    include_in_schema=False)],
         lifespan=[lifespan],
         guards=[access_guard(rules), limiter],
+        before_request=strict_body,
         before_send=[add_security_headers, _allow_all_methods],
         plugins=[StrictStructSchemaPlugin()],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.qa import QAResult, QuestionError
+from service.qa import MAX_QUESTION_CHARS, QAResult, QuestionError
 
 ROLES = ("user", "assistant")
 MAX_MESSAGES = 50
@@ -69,8 +69,15 @@ def check_messages(messages: Sequence[Message]) -> None:
     if messages[-1].role != "user":
         raise ChatError("the last message must come from the user (role 'user'); "
                         "it is the question answered")
-    if not messages[-1].content.strip():
-        raise ChatError("the last user message is empty; send a question")
+    if len(messages[-1].content) > MAX_QUESTION_CHARS:
+        raise ChatError(f"the last message (the question) has {len(messages[-1].content)} "
+                        f"characters; the limit is {MAX_QUESTION_CHARS}")
+    blank = [i for i, m in enumerate(messages) if not m.content.strip()]
+    if blank:
+        # The document says every content holds a non-space character; an empty turn
+        # carries nothing to resolve a follow-up with, and an empty last one no question.
+        raise ChatError(f"message {blank[0]} has empty content; every message needs text "
+                        "(the last one is the question)")
 
 
 def answer_in_reply(text: str) -> ReplyAnswer | None:

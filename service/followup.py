@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.chat import Message, answer_in_reply
+from service.qa import MAX_QUESTION_CHARS
 from service.question import analyse
 
 # Earlier user questions searched (most recent first) for what a follow-up refers to.
@@ -436,5 +437,15 @@ def _resolve_turn(nlp, messages: Sequence[Message], earlier: list[str],
     extra = [p for c in contexts[:1] for p in c.phrases
              if p.lower() not in question.lower()]
     query = " ".join([question, *extra]) if extra else question
-    return Resolved(question or current, query, True, tuple(dict.fromkeys(carried + extra)))
+    return _bounded(Resolved(question or current, query, True,
+                             tuple(dict.fromkeys(carried + extra))), current)
+
+
+def _bounded(resolved: Resolved, current: str) -> Resolved:
+    """`resolved` within the question limit: what the client sent fits it (check_messages),
+    so a rewrite made longer by earlier turns must not turn it into a 422."""
+    question = resolved.question if len(resolved.question) <= MAX_QUESTION_CHARS else current
+    # The phrases carried into the query only add recall: drop them rather than refuse.
+    query = resolved.query if len(resolved.query) <= MAX_QUESTION_CHARS else question
+    return Resolved(question, query, resolved.follow_up, resolved.carried)
 

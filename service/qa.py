@@ -152,6 +152,12 @@ class QAPipeline:
                     "GET /documents lists the indexed ones")
         return question.strip()
 
+    def check(self, question: str, top_k: int = 5, doc_ids: Sequence[str] | None = None) -> str:
+        """Raise what `ask` would for these arguments (QuestionError, DocumentNotFoundError);
+        else the question as `ask` reads it. For callers that must answer before asking,
+        such as a stream whose status is sent before its first event."""
+        return self._check(question, top_k, doc_ids, self._snapshot.index)
+
     def search(self, query: str, k: int = 5, doc_ids: Sequence[str] | None = None) -> list[Passage]:
         """The k passages most relevant to `query`."""
         snap = self._snapshot

@@ -17,6 +17,22 @@ from service.retrieval import Passage
 MAX_DOCUMENT_CHARS = 100_000
 DOC_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
+# The characters Python's str.isspace() (hence str.strip(), which the server uses to find an
+# empty question) counts as space, spelled out: `\s` means a different set in ECMA regexes
+# (which JSON Schema patterns are, and fuzzers and generated clients use) than in Python's
+# `re`, e.g. U+001D and U+0085 are space to Python and not to ECMA. tests/test_fuzz.py checks
+# this list against str.isspace().
+SPACE_CLASS = (r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+               r"\u205f\u3000")
+NOT_BLANK = rf"[^{SPACE_CLASS}]"
+"""Pattern of a string holding at least one character that is not space (unanchored)."""
+# An article text: not blank, and no NUL anywhere (article_from_mapping refuses it). Written
+# with a lookahead, not `^[^\u0000]*...$`: besides being the same in both regex dialects
+# (no `$`, which Python lets match before a final newline), Schemathesis 4.32.5 can draw
+# from it under maxLength 100,000, where it rewrites `*` into `{0,99999}`, more than
+# Hypothesis generates, and then sends a non-object body labelled as valid data.
+ARTICLE_TEXT_PATTERN = rf"^(?![^\u0000]*\u0000)[\s\S]*{NOT_BLANK}"
+
 
 def documented(**constraints) -> msgspec.Meta:
     """OpenAPI constraints that the QA pipeline (not the decoder) enforces, with a 422.
@@ -40,7 +56,7 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
 class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     """POST /ask body."""
 
-    question: Annotated[str, documented(min_length=1, max_length=2000, pattern=r"\S")]
+    question: Annotated[str, documented(min_length=1, max_length=2000, pattern=NOT_BLANK)]
     top_k: Annotated[int, documented(minimum=1, maximum=50)] = 5
     doc_ids: list[str] | None = None
 
@@ -48,7 +64,7 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
 class ChatMessage(msgspec.Struct, forbid_unknown_fields=True):
     # "user" | "assistant"; checked by service.chat so the error names the fix
     role: Annotated[str, documented(enum=["user", "assistant"])]
-    content: Annotated[str, documented(max_length=20_000)]
+    content: Annotated[str, documented(min_length=1, max_length=20_000, pattern=NOT_BLANK)]
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -135,7 +151,8 @@ class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
     """POST /documents body: one article in the JSONL corpus format."""
 
     doc_id: Annotated[str, documented(pattern=DOC_ID_PATTERN)]
-    text: Annotated[str, msgspec.Meta(max_length=MAX_DOCUMENT_CHARS), documented(pattern=r"\S")]
+    text: Annotated[str, msgspec.Meta(max_length=MAX_DOCUMENT_CHARS),
+                    documented(min_length=1, pattern=ARTICLE_TEXT_PATTERN)]
     title: str | None = None
     source: str | None = None
     url: str | None = None

@@ -60,8 +60,11 @@ class Settings:
     """Key required by the write routes (POST/DELETE /documents); empty leaves them open."""
     read_api_key: str = field(default_factory=lambda: _env("read_api_key", ""))
     """Key required by the reading routes (the write key works too); empty leaves them open."""
-    rate_limit: str = field(default_factory=lambda: _env("rate_limit", "600/minute"))
-    """Per-client limit on /ask, /chat and /search, e.g. '600/minute'; '0' disables it."""
+    # Off unless asked for: one client sending questions back to back (an evaluation, a
+    # benchmark) is ordinary use, and behind a reverse proxy every client shares one
+    # address, so a per-address limit belongs to the operator who knows the deployment.
+    rate_limit: str = field(default_factory=lambda: _env("rate_limit", "0"))
+    """Per-client limit on /ask, /chat and /search, e.g. '600/minute'; unset or '0': none."""
     rate_burst: int = field(default_factory=lambda: int(_env("rate_burst", "60")))
     """Requests a client may send at once before the sustained rate applies (0: one period's)."""
     allow_open_writes: bool = field(default_factory=lambda: _env(

@@ -186,6 +186,29 @@ def test_openapi_schema_served(client):
     assert {"/ask", "/search", "/documents", "/documents/{doc_id}", "/health"} <= set(paths)
 
 
+@pytest.mark.parametrize(("route", "body", "needle"), [
+    ("/ask", {"question": "who met Kim?", "top_k": "5"}, "Expected `int`, got `str`"),
+    ("/ask", {"question": "who met Kim?", "top_k": True}, "Expected `int`, got `bool`"),
+    ("/ask", {"question": 5}, "Expected `str`, got `int`"),
+    ("/chat", {"messages": [{"role": "user", "content": "who met Kim?"}], "stream": 0},
+     "Expected `bool`, got `int`"),
+    ("/documents", 0, "Expected `object`, got `int`"),
+    ("/documents", {"doc_id": "x", "text": "Some text.", "title": 1}, "title"),
+])
+def test_bodies_have_exactly_the_documented_types(client, route, body, needle):
+    """The decoder's lenient conversions ("5" -> 5, 0 -> false) would accept what the
+    OpenAPI document calls invalid."""
+    r = client.post(route, json=body)
+    assert r.status_code == 400 and needle in r.json()["detail"], r.text
+    assert client.get("/health").json()["documents"] == 5
+
+
+def test_integral_numbers_are_integers(client):
+    # JSON Schema counts 5.0 as an integer, so the document admits it: so does the server.
+    r = client.post("/ask", json={"question": "how many troops were reported?", "top_k": 5.0})
+    assert r.status_code == 200 and len(r.json()["passages"]) <= 5
+
+
 def test_syndicated_copy_is_one_passage_but_both_articles_support(client):
     original = client.get("/documents").json()["documents"][0]["doc_id"]
     text = client.get(f"/documents/{original}").json()["text"]

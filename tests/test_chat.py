@@ -9,10 +9,11 @@ import shutil
 import pytest
 from litestar.testing import TestClient
 
+from indexing.errors import CorruptIndexError
 from service.app import create_app
 from service.chat import MAX_CHARS, MAX_MESSAGES, Message
 from service.followup import resolve
-from service.qa import QAPipeline
+from service.qa import MAX_QUESTION_CHARS, QAPipeline
 from service.settings import Settings
 from tests.conftest import shared_path
 
@@ -253,12 +254,39 @@ def test_stream_events_come_in_order(client):
         answer["answer"]["answers"]
 
 
-def test_stream_reports_errors_as_an_error_event(client):
+def test_long_earlier_turns_do_not_push_a_follow_up_past_the_limit(client, pipeline):
+    # An earlier turn may be long (20,000 characters in all); what is carried from it into
+    # the follow-up must not make the client's short question a 422.
+    earlier = "How many troops did the " + " ".join(
+        f"Northern{i} Brigade" for i in range(120)) + " send?"
+    messages = [{"role": "user", "content": earlier}, {"role": "assistant", "content": "Some."},
+                {"role": "user", "content": "Where did they go?"}]
+    resolved = resolve(pipeline.nlp, [Message(m["role"], m["content"]) for m in messages])
+    assert len(resolved.question) <= MAX_QUESTION_CHARS >= len(resolved.query)
+    for stream in (False, True):
+        r = client.post("/chat", json={"messages": messages, "stream": stream})
+        assert r.status_code == 200, r.text[:300]
+        assert "event: error" not in r.text
+
+
+def test_stream_refuses_bad_arguments_before_it_starts(client):
+    # Once the stream has started its status is 200; a request the document calls invalid
+    # (top_k above its maximum) gets its 422 first, as without streaming.
     r = client.post("/chat", json={"stream": True, "top_k": 500,
                                    "messages": [{"role": "user", "content": "who?"}]})
+    assert r.status_code == 422 and "top_k" in r.json()["detail"]
+
+
+def test_stream_reports_later_errors_as_an_error_event(client, pipeline, monkeypatch):
+    def unreadable(*_, **__):
+        raise CorruptIndexError("index <path>: cannot read vectors.faiss; rebuild it")
+
+    monkeypatch.setattr(pipeline, "read", unreadable)
+    r = client.post("/chat", json={"stream": True,
+                                   "messages": [{"role": "user", "content": "who?"}]})
     events = _events(r.text)
-    assert [e for e, _ in events] == ["error"]
-    assert events[0][1]["status_code"] == 422 and "top_k" in events[0][1]["detail"]
+    assert [e for e, _ in events] == ["passages", "error"]
+    assert events[1][1]["status_code"] == 503 and "rebuild" in events[1][1]["detail"]
 
 
 @pytest.mark.parametrize(("body", "needle"), [
@@ -270,6 +298,9 @@ def test_stream_reports_errors_as_an_error_event(client):
     ({"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "q"}]},
      "role"),
     ({"messages": [{"role": "user", "content": "   "}]}, "empty"),
+    ({"messages": [{"role": "user", "content": "who?"}, {"role": "assistant", "content": ""},
+                   {"role": "user", "content": "and she?"}]}, "message 1 has empty content"),
+    ({"messages": [{"role": "user", "content": "x " * 1001}]}, "the limit is 2000"),
     ({"messages": [{"role": "user"}]}, "content"),
     ({"messages": "hello"}, "messages"),
     ({}, "messages"),

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 from urllib.parse import quote
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -23,9 +28,12 @@ from litestar.testing import TestClient
 
 from indexing.articles import SkippedFile, iter_corpus, parse_jsonl_line, parse_txt
 from indexing.errors import CorpusError
+from service import chat, qa
 from service.app import create_app
 from service.qa import QAPipeline
 from service.settings import Settings
+from tests import schemathesis_hooks
+from tests.conftest import ROOT, default_env, serving
 
 WRITE_KEY = "fuzz-write-key"
 READ_KEY = "fuzz-read-key"
@@ -77,11 +85,9 @@ DEFERRED = _Deferred()
 DOCUMENT = create_app(_settings("unused")).openapi_schema.to_schema()
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict({
     "generation": {"max-examples": EXAMPLES, "deterministic": not RANDOM},
-    # Rules across fields (the last chat message is the user's; 20,000 characters in all)
-    # cannot be written in JSON Schema: such well-formed requests get a 422 with a detail.
     "checks": {
-        "positive_data_acceptance": {
-            "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]},
+        # Unknown doc_ids are a 404 and existing ones a 409: valid data the index refuses.
+        "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "409"]},
         # A body over ARTICLE_QA_MAX_BODY_BYTES is refused before it is read: 413.
         "negative_data_rejection": {"expected-statuses": [
             "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]},
@@ -107,19 +113,106 @@ def api_app(pipeline):
 def test_openapi_contract(case, api_app):
     """All Schemathesis checks: no 5xx, responses match the document, statuses documented."""
     started = time.monotonic()
-    case.call_and_validate(headers=AUTH, excluded_checks=_mislabelled(case))
+    case.call_and_validate(headers=AUTH, excluded_checks=_unwritable(case))
     assert time.monotonic() - started < SECONDS
     SENT[f"schemathesis {case.operation.label}"] += 1
 
 
-def _mislabelled(case) -> list:
-    """Schemathesis 4.32.5's coverage phase labels a case positive for a valid query value
-    while its body is a negative one (`0` for an object): "valid data" there is not valid."""
-    meta = case.meta
-    if meta is not None and meta.generation.mode.is_positive and any(
-            c.mode.is_negative for c in meta.components.values()):
+def _unwritable(case) -> list:
+    """POST /chat's rules across messages are not in the document (JSON Schema cannot say
+    them; tests/schemathesis_hooks.py): a request that breaks one is not valid data."""
+    if case.operation.path == "/chat" and schemathesis_hooks.breaks_chat_rule(case.body):
         return [schemathesis.checks.positive_data_acceptance]
     return []
+
+
+def test_hook_limits_are_the_service_limits():
+    assert schemathesis_hooks.MAX_CHAT_CHARS == chat.MAX_CHARS
+    assert schemathesis_hooks.MAX_QUESTION_CHARS == qa.MAX_QUESTION_CHARS
+
+
+def test_schemathesis_cli_all_checks_against_a_live_server(fuzz_index, tmp_path):
+    """`st run --checks all` against a real `article-qa serve`, as a user would run it: every
+    check, positive data acceptance included, with the document's own statuses."""
+    env = default_env(ARTICLE_QA_API_KEY=WRITE_KEY, ARTICLE_QA_READ_API_KEY=READ_KEY,
+                      SCHEMATHESIS_HOOKS="tests.schemathesis_hooks", PYTHONPATH=str(ROOT))
+    index = tmp_path / "index"
+    shutil.copytree(fuzz_index, index)
+    with serving(index, env=env) as base:
+        # A fixed seed and one worker: the same requests on every run (CI must not flake).
+        seed = [] if RANDOM else ["--seed", "1"]
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "st"), "--no-color", "run",
+             f"{base}/schema/openapi.json", "--checks", "all", "--max-examples", str(EXAMPLES),
+             *seed, "--workers", "1", "--request-timeout", str(SECONDS),
+             "-H", f"Authorization: Bearer {WRITE_KEY}"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    generated = re.search(r"(\d+) generated, \1 passed", output)
+    assert generated and int(generated.group(1)) > 100, output[-2000:]
+    SENT["schemathesis CLI (all operations)"] += int(generated.group(1))
+
+
+# -- the document's notion of "blank" is the server's -----------------------------------------
+# Python's str.isspace() (what the server strips) and ECMA's \s (what JSON Schema patterns,
+# and Schemathesis, use) disagree: U+001C-U+001F and U+0085 are space only to Python, U+FEFF
+# only to ECMA.
+SPACE_CANDIDATES = "".join(chr(c) for c in range(0x10000) if chr(c).isspace()) + \
+    "\ufeff\u200b\u180e\x00\x01\x7f"
+
+
+def _field_schemas() -> dict[str, dict]:
+    components = DOCUMENT["components"]["schemas"]
+    search = DOCUMENT["paths"]["/search"]["get"]["parameters"]
+    return {"question": components["AskRequest"]["properties"]["question"],
+            "q": next(p["schema"] for p in search if p["name"] == "q"),
+            "content": components["ChatMessage"]["properties"]["content"],
+            "text": components["DocumentIn"]["properties"]["text"]}
+
+
+FIELDS = _field_schemas()
+VALIDATORS = {name: jsonschema_rs.validator_for(schema) for name, schema in FIELDS.items()}
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+def test_documented_blank_is_str_isspace_in_both_regex_dialects(field):
+    """Every character, alone: the document calls it valid exactly when the server does
+    (not space to str.isspace(); for an article text, not NUL either)."""
+    pattern, ecma = FIELDS[field].get("pattern", ""), VALIDATORS[field]
+    wrong = []
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # lone surrogates are not valid JSON strings
+        char = chr(code)
+        expected = not char.isspace() and not (field == "text" and char == "\x00")
+        if bool(re.search(pattern, char)) is not expected or ecma.is_valid(char) is not expected:
+            wrong.append(f"U+{code:04X}")
+    assert not wrong, f"{field}: {len(wrong)} characters judged unlike the server: {wrong[:12]}"
+
+
+@settings(max_examples=EXAMPLES * 4, deadline=None, derandomize=not RANDOM,
+          suppress_health_check=list(HealthCheck))
+@given(value=st.text(st.sampled_from(SPACE_CANDIDATES) | st.sampled_from("a.1"), max_size=6),
+       field=st.sampled_from(sorted(FIELDS)))
+def test_document_and_server_agree_on_blank_strings(client, value, field):
+    """A string the document calls valid is accepted; one it calls invalid is refused."""
+    valid = VALIDATORS[field].is_valid(value)
+    pattern = FIELDS[field].get("pattern", "")
+    # The same verdict in Python's `re` (what a Python client validates with) and ECMA.
+    assert bool(re.search(pattern, value)) is valid, (field, value)
+    if field == "question":
+        r = client.post("/ask", json={"question": value})
+    elif field == "q":
+        r = client.get(f"/search?q={_q(value)}")
+    elif field == "content":
+        r = client.post("/chat", json={"messages": [{"role": "user", "content": value}]})
+    else:
+        r = client.post("/documents?replace=true", json={"doc_id": "agree", "text": value})
+        if r.status_code == 201:
+            client.app.state.qa.remove_document("agree")
+    SENT[f"hypothesis blank {field}"] += 1
+    assert (r.status_code < 300) is valid, (field, value, r.status_code, r.text[:200])
 
 
 # -- hypothesis: hostile input at every route ------------------------------------------------

@@ -212,9 +212,12 @@ def test_rate_limited_routes_answer_429_with_retry_after(pipeline):
         assert all(c.get("/search", params={"q": "x"}).status_code == 200 for _ in range(30))
 
 
-def test_default_limit_is_generous():
-    limit = RateLimit.parse(Settings().rate_limit, Settings().rate_burst)
-    assert limit.per_second >= 10 and limit.burst >= 60
+def test_rate_limit_is_opt_in(monkeypatch):
+    monkeypatch.delenv("ARTICLE_QA_RATE_LIMIT", raising=False)
+    monkeypatch.delenv("ARTICLE_QA_RATE_BURST", raising=False)
+    assert not RateLimit.parse(Settings().rate_limit, Settings().rate_burst).enabled
+    monkeypatch.setenv("ARTICLE_QA_RATE_LIMIT", "600/minute")
+    assert RateLimit.parse(Settings().rate_limit, Settings().rate_burst) == RateLimit(10.0, 60)
 
 
 # -- bodies -----------------------------------------------------------------------------------
