@@ -8,7 +8,7 @@ CORPUS ?= data/articles
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test index lint eval clean
+.PHONY: install run test index lint eval clean reader
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -58,3 +58,23 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(INDEX) .pytest_cache .ruff_cache
+
+# The neural reader, reproduced from a clean clone (README "The reader"): synthetic
+# questions from BBC News, pre-training, a fine-tune on the train part of the dev
+# splits, ONNX export (fp32 + int8), then the confidence calibration on the dev splits'
+# calibration part. Never a test split, never the five bundled articles' own questions
+# made synthetically. Resumable: rerun after an interruption. READER_DEVICE=cuda on a GPU.
+SHARED ?= ../shared
+READER_WORK ?= build/reader
+READER_DEVICE ?= auto
+AQA := $(VENV)/bin/article-qa
+reader: $(STAMP)
+	mkdir -p $(READER_WORK)
+	test -f $(READER_WORK)/synthetic.jsonl || $(AQA) reader data --corpus $(SHARED)/datasets/bbc-news --out $(READER_WORK)/synthetic.jsonl
+	$(AQA) reader train --data $(READER_WORK)/synthetic.jsonl --out $(READER_WORK)/stage1 --max-examples 56000 --device $(READER_DEVICE) --resume
+	test -f $(READER_WORK)/squad/gold-dev.jsonl || $(AQA) eval import-squad $(SHARED)/datasets/squad2-sample/squad2-dev-sample.json --out $(READER_WORK)/squad
+	$(AQA) reader gold --dataset eval/datasets/bundled-dev.jsonl --index $(READER_WORK)/index-news --corpus $(CORPUS) --out $(READER_WORK)/gold-news.jsonl
+	$(AQA) reader gold --dataset $(READER_WORK)/squad/gold-dev.jsonl --index $(READER_WORK)/index-squad --corpus $(READER_WORK)/squad/corpus.jsonl --offsets $(READER_WORK)/squad/answer_offsets.jsonl --out $(READER_WORK)/gold-squad.jsonl
+	$(AQA) reader train --data $(READER_WORK)/gold-news.jsonl --data $(READER_WORK)/gold-squad.jsonl --init $(READER_WORK)/stage1/model.pt --out $(READER_WORK)/stage2 --epochs 2 --lr 5e-5 --device $(READER_DEVICE) --resume
+	$(AQA) reader export --weights $(READER_WORK)/stage2/model.pt --run $(READER_WORK)/stage1 --run $(READER_WORK)/stage2 --out service/reader_model
+	$(AQA) reader calibrate --model service/reader_model --set news eval/datasets/bundled-dev.jsonl $(READER_WORK)/index-news --set squad $(READER_WORK)/squad/gold-dev.jsonl $(READER_WORK)/index-squad

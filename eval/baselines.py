@@ -1,7 +1,10 @@
-"""The systems an evaluation compares: the service itself and three baselines.
+"""The systems an evaluation compares: the service itself and four baselines.
 
-* ``system`` — the QA pipeline as served: hybrid retrieval and the span reader;
-* ``lexical-only`` / ``dense-only`` — the same reader over BM25-only or
+* ``system`` — the QA pipeline as served: hybrid retrieval and the configured reader
+  (`Settings.reader`);
+* ``neural-reader`` / ``feature-reader`` — hybrid retrieval and the other reader, the
+  one the service does not answer with, so every report shows both readers side by side;
+* ``lexical-only`` / ``dense-only`` — the system's reader over BM25-only or
   embedding-only retrieval, to show what fusing the two buys;
 * ``best-sentence`` — hybrid retrieval, but the "answer" is the whole evidence
   sentence closest to the question, to show what span extraction buys over
@@ -17,12 +20,22 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from service.reader import SpanAnswer
+from service.answers import SpanAnswer
 from service.retrieval import Evidence
 
 SYSTEM = "system"
-BASELINES = ("lexical-only", "dense-only", "best-sentence")
+READER_SYSTEMS = {"feature": "feature-reader", "neural": "neural-reader"}
+BASELINES = (*READER_SYSTEMS.values(), "lexical-only", "dense-only", "best-sentence")
 SYSTEM_NAMES = (SYSTEM, *BASELINES)
+
+
+def default_names(settings, baselines: bool = True) -> tuple[str, ...]:
+    """What `eval run` compares: the system, and with `baselines` the other reader and the
+    retrieval and sentence baselines (never the system's own reader a second time)."""
+    if not baselines:
+        return (SYSTEM,)
+    own = READER_SYSTEMS[settings.reader]
+    return tuple(n for n in SYSTEM_NAMES if n != own)
 
 
 class BestSentenceReader:
@@ -68,8 +81,7 @@ def build_systems(settings, indexer=None, names: Sequence[str] = SYSTEM_NAMES) -
     """
     from indexing.chunking import ChunkParams
     from indexing.pipeline import Indexer
-    from service.qa import QAPipeline
-    from service.reader import Reader
+    from service.qa import QAPipeline, make_reader
 
     unknown = [n for n in names if n not in SYSTEM_NAMES]
     if unknown:
@@ -77,18 +89,21 @@ def build_systems(settings, indexer=None, names: Sequence[str] = SYSTEM_NAMES) -
                          f"choose from {', '.join(SYSTEM_NAMES)}")
     indexer = indexer or Indexer(model=settings.model,
                                  chunk=ChunkParams(settings.chunk_tokens, settings.chunk_overlap))
-    # The three span-reader systems answer at the same cut (`settings.min_confidence`, or
-    # the model's); the best-sentence baseline keeps its own cosine cut.
-    reader = Reader(indexer.nlp, threshold=settings.min_confidence)
+    # The system's reader answers at the operator's cut (`settings.min_confidence`, or its
+    # model's); the other reader, on another scale, and best-sentence keep their own cuts.
+    reader = make_reader(indexer.nlp, settings.reader, settings.min_confidence)
+    readers = {READER_SYSTEMS[settings.reader]: lambda: reader}
+    for kind, name in READER_SYSTEMS.items():
+        readers.setdefault(name, lambda kind=kind: make_reader(indexer.nlp, kind))
     recipes = {
-        SYSTEM: (reader, "hybrid"),
-        "lexical-only": (reader, "lexical"),
-        "dense-only": (reader, "dense"),
-        "best-sentence": (BestSentenceReader(), "hybrid"),
+        SYSTEM: (lambda: reader, "hybrid"),
+        **{name: (load, "hybrid") for name, load in readers.items()},
+        "lexical-only": (lambda: reader, "lexical"),
+        "dense-only": (lambda: reader, "dense"),
+        "best-sentence": (BestSentenceReader, "hybrid"),
     }
     systems = {}
     for name in names:
-        system_reader, mode = recipes[name]
-        systems[name] = QAPipeline(settings, indexer=indexer, reader=system_reader,
-                                   retrieval_mode=mode)
+        load, mode = recipes[name]
+        systems[name] = QAPipeline(settings, indexer=indexer, reader=load(), retrieval_mode=mode)
     return systems

@@ -79,7 +79,7 @@ dataset_option = click.option(
               default=Path("eval/out"), show_default=True,
               help="directory for results.jsonl, report.json, report.md and charts")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
-              help="also run lexical-only, dense-only and best-sentence for comparison")
+              help="also run the other reader, lexical-only, dense-only and best-sentence for comparison")
 @click.option("--fail-under", default=None, metavar="NAME=MIN,...",
               help="exit 1 when a metric of the system is below its minimum, e.g. "
                    "'f1=0.5,citation_validity=1.0'. Rates are fractions in [0, 1] "
@@ -128,6 +128,8 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
                      else str(settings.index))
         run = run_eval(questions, systems, progress=True)
         run.meta.update({"mode": "url" if url else "in-process"})
+        if not url:
+            run.meta["reader"] = settings.reader
         # The cut the span readers answered at (any system may stand in for a pipeline).
         reader = getattr(systems["system"], "reader", None)
         if hasattr(reader, "fitted_threshold"):
@@ -152,7 +154,7 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
 
 
 def _pipelines(settings: Settings, corpus: Path | None, baselines: bool) -> dict:
-    from eval.baselines import SYSTEM_NAMES, build_systems
+    from eval.baselines import build_systems, default_names
     from indexing.store import live_generation
 
     index_dir = Path(settings.index)
@@ -168,7 +170,7 @@ def _pipelines(settings: Settings, corpus: Path | None, baselines: bool) -> dict
         report = build(corpus, index_dir, indexer, progress=sys.stderr.isatty(),
                        warn=lambda m: click.echo(m, err=True))
         click.echo(f"indexed {corpus} -> {index_dir}: {report.summary()}", err=True)
-    names = SYSTEM_NAMES if baselines else SYSTEM_NAMES[:1]
+    names = default_names(settings, baselines)
     return build_systems(settings, indexer=indexer, names=names)
 
 
@@ -215,12 +217,20 @@ def score_cmd(predictions, dataset) -> None:
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="directory for corpus.jsonl, gold.jsonl and its dev/test halves")
+@click.option("--distractors", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Also write corpus-open.jsonl: the corpus plus articles from this "
+                   "corpus, for an open-retrieval evaluation.")
+@click.option("--distractor-count", type=click.IntRange(min=1), default=500, show_default=True)
 @eval_errors
-def import_squad_cmd(file, out_dir) -> None:
+def import_squad_cmd(file, out_dir, distractors, distractor_count) -> None:
     """Turn a SQuAD v1.1/v2.0 JSON file into a corpus and a gold set."""
-    from eval.squad import import_squad
+    from eval.squad import import_squad, write_open_corpus
 
     summary = import_squad(file, out_dir)
+    if distractors is not None:
+        added = write_open_corpus(summary.corpus_path, distractors, distractor_count,
+                                  Path(out_dir) / "corpus-open.jsonl")
+        click.echo(f"corpus-open.jsonl: {summary.documents} documents and {added} distractors")
     click.echo(f"{summary.documents} documents, {summary.questions} questions "
                f"({summary.unanswerable} unanswerable) -> {summary.corpus_path}, "
                f"{summary.gold_path} (halves: {', '.join(p.name for p in summary.split_paths)}); "

@@ -66,7 +66,10 @@ HIGHER_IS_BETTER = (
     "conflict_precision", "conflict_recall", *(f"recall@{k}" for k in RECALL_KS), "mrr",
     *(f"answer_recall@{k}" for k in RECALL_KS),
 )
-LOWER_IS_BETTER = ("ece", "latency_p50_ms", "latency_p95_ms")
+# The stages of an answer whose time /ask reports in `timings_ms`.
+STAGES = ("embed", "retrieve", "read")
+LOWER_IS_BETTER = ("ece", "latency_p50_ms", "latency_p95_ms",
+                   *(f"{stage}_p50_ms" for stage in STAGES))
 COUNTS = ("questions", "answerable", "unanswerable", "answered", "abstained", "errors",
           "citations", "conflict_questions", "conflicts_reported", "retrieval_questions",
           "calibration_questions")
@@ -225,6 +228,8 @@ class QuestionResult:
     """The gold set marks the question as one the articles disagree on."""
     error: str | None = None
     """Why the system gave no answer at all (e.g. an HTTP 4xx); counted as abstaining."""
+    stages_ms: dict[str, float] | None = None
+    """The system's own `timings_ms` for the stages of an answer (embed, retrieve, read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +315,8 @@ def score_answer(gold: GoldQuestion, system: str, body: Mapping, latency_ms: flo
         ranked_doc_ids=ranked, recall=recall, reciprocal_rank=rr,
         latency_ms=round(latency_ms, 3), answer_rank=answer_rank, conflict=bool(body.get("conflict")),
         gold_conflict=gold.conflict, error=error,
+        stages_ms={k: float(v) for k, v in (body.get("timings_ms") or {}).items()
+                   if k in (*STAGES, "cached")} or None,
     )
 
 
@@ -367,6 +374,11 @@ def aggregate(results: Sequence[QuestionResult]) -> dict:
         "latency_p50_ms": metrics.percentile(latencies, 50) if latencies else None,
         "latency_p95_ms": metrics.percentile(latencies, 95) if latencies else None,
     }
+    for stage in STAGES:
+        # Cached answers report zero for every stage: they time the cache, not the stage.
+        times = [r.stages_ms[stage] for r in results if r.stages_ms and stage in r.stages_ms
+                 and not r.stages_ms.get("cached")]
+        out[f"{stage}_p50_ms"] = metrics.percentile(times, 50) if times else None
     return out
 
 

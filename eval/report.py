@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval.baselines import SYSTEM
-from eval.harness import EvalRun
+from eval.harness import STAGES, EvalRun
 from eval.metrics import paired_difference
 
 # (metric key, column header, format) for the summary table.
@@ -288,7 +288,27 @@ def markdown(run: EvalRun, report: dict, charts: dict[str, Path]) -> str:
     ]
     if "reliability" in charts:
         parts += [f"![Reliability diagram]({charts['reliability'].name})", ""]
+    parts += [
+        "## Latency by stage",
+        "",
+        ("Median milliseconds per question of each stage the system reports in "
+         "`timings_ms` (answers served from the answer cache left out), and of the whole "
+         "request as the harness timed it."),
+        "",
+        _markdown_table(*stage_rows(run)),
+        "",
+    ]
     return "\n".join(parts)
+
+
+def stage_rows(run: EvalRun) -> tuple[list[str], list[list[str]]]:
+    """One row per system: p50 of each answer stage, and of the whole request."""
+    header = ["system", *(f"{stage} p50" for stage in STAGES), "total p50"]
+    rows = [[s, *(_fmt(run.metrics[s]["overall"].get(f"{stage}_p50_ms"), "{:.1f}")
+                  for stage in STAGES),
+             _fmt(run.metrics[s]["overall"].get("latency_p50_ms"), "{:.1f}")]
+            for s in run.systems]
+    return header, rows
 
 
 def write_report(run: EvalRun, out_dir: str | Path, dataset: str | Path | None = None,

@@ -290,3 +290,24 @@ def import_squad(path: str | Path, out_dir: str | Path) -> ImportSummary:
         offsets_path=offsets_path,
         split_paths=split_paths,
     )
+
+
+def write_open_corpus(corpus: Path, distractors: Path, count: int, out: Path) -> int:
+    """`corpus` (JSONL) plus `count` articles of `distractors` as one JSONL corpus at `out`:
+    an open-retrieval set, where the answering articles must first be found among many.
+    The distractors are the first `count` by a hash of their doc_id (a fixed, topic-mixed
+    choice); returns how many were added."""
+    from indexing.articles import SkippedFile, iter_corpus
+
+    taken = {json.loads(line)["doc_id"] for line in corpus.read_text().splitlines() if line}
+    articles = [a for a in iter_corpus(distractors)
+                if not isinstance(a, SkippedFile) and a.doc_id not in taken]
+    articles.sort(key=lambda a: hashlib.sha1(a.doc_id.encode()).hexdigest())
+    chosen = articles[:count]
+    lines = corpus.read_text().splitlines()
+    for a in chosen:
+        lines.append(json.dumps({"doc_id": a.doc_id, "title": a.title, "text": a.text,
+                                 "source": a.source, "url": a.url, "published": a.published},
+                                ensure_ascii=False))
+    out.write_text("\n".join(line for line in lines if line) + "\n", encoding="utf-8")
+    return len(chosen)

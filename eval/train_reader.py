@@ -62,20 +62,22 @@ from eval.gold import GoldQuestion
 from eval.metrics import f1, quote_contains_answer, squad_scores
 from eval.squad import squad_split
 from indexing.sentences import to_spacy_doc
-from service.qa import EVIDENCE_PASSAGES
-from service.question import analyse
-from service.reader import (
+from service.feature_reader import (
     CONFIDENCE_FEATURES,
     MODEL_PATH,
     SENTENCE_FEATURES,
     SPAN_FEATURES,
     Featurized,
-    Reader,
     confidence_features,
     featurize,
     sentence_features,
     span_scores,
 )
+from service.feature_reader import (
+    FeatureReader as Reader,
+)
+from service.qa import EVIDENCE_PASSAGES
+from service.question import analyse
 from service.retrieval import Evidence
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,6 +20,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from service.retrieval import Evidence
+
 # Answer types whose different values contradict each other (one true count, one date).
 VALUE_TYPES = frozenset({"count", "quantity", "range", "money", "percent", "date", "time",
                          "duration", "number"})
@@ -94,6 +96,20 @@ _DATE_RE = re.compile(
     r"|spring|summer|autumn|fall|winter))\b)")
 # Words that count a unit of time ("a year", "several weeks"), besides numbers.
 _QUANTIFIER_WORDS = frozenset("a an several few many couple dozen dozens some".split())
+
+
+@dataclass(frozen=True, slots=True)
+class SpanAnswer:
+    """A verbatim answer span: `evidence.text[start - evidence.start:end - evidence.start] == text`."""
+
+    evidence: Evidence
+    start: int  # offsets in the document text
+    end: int
+    text: str
+    score: float  # raw score (a logit): the reader's own
+    confidence: float  # calibrated probability that the span is right, in [0, 1]
+    answer_type: str
+    increment: bool = False  # an increment ("additional ...") that a "how many more" asks for
 
 
 @dataclass(frozen=True, slots=True)

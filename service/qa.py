@@ -99,18 +99,28 @@ class _Snapshot:
     answers: LRUCache[QAResult]
 
 
+def make_reader(nlp, kind: str, threshold: float | None = None):
+    """The reader `kind` ("feature" or "neural", `Settings.reader`); `threshold` replaces
+    its model's fitted abstention cut."""
+    if kind == "neural":
+        from service.reader import Reader
+
+        return Reader(nlp, threshold=threshold)
+    from service.feature_reader import FeatureReader
+
+    return FeatureReader(nlp, threshold=threshold)
+
+
 class QAPipeline:
     """Loads models and the index once; answers questions; applies document writes safely."""
 
     def __init__(self, settings: Settings, indexer: Indexer | None = None, reader=None,
                  retrieval_mode: str = "hybrid", answer_cache: int | None = None):
-        from service.reader import Reader
-
         self.settings = settings
         self.indexer = indexer or indexer_for(settings)
         self.embedder = self.indexer.embedder
         self.nlp = self.indexer.nlp
-        self.reader = reader or Reader(self.nlp, threshold=settings.min_confidence)
+        self.reader = reader or make_reader(self.nlp, settings.reader, settings.min_confidence)
         self.retrieval_mode = retrieval_mode
         self.answer_cache = settings.answer_cache if answer_cache is None else answer_cache
         self._write_lock = threading.Lock()

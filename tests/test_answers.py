@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from indexing.sentences import load_nlp, split_sentences, to_spacy_doc
-from service.answers import ASKED_KINDS, aggregate, value_kinds, value_parts
+from service.answers import ASKED_KINDS, SpanAnswer, aggregate, value_kinds, value_parts
 from service.chat import compose_reply
 from service.qa import QAResult
 from service.question import ANSWER_TYPES, TYPE_LABELS
-from service.reader import SpanAnswer
 from service.retrieval import Evidence
 
 # Where each test sentence sits in its made-up document: offsets are the document's, and

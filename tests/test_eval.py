@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from eval import cli as eval_cli
-from eval.baselines import BestSentenceReader
+from eval.baselines import BestSentenceReader, default_names
 from eval.cli import main
 from eval.gold import GoldQuestion
 from eval.harness import EvalError, as_body, check_thresholds, parse_thresholds, run_eval
@@ -28,6 +28,7 @@ from indexing.errors import DocumentNotFoundError
 from service.answers import Answer, Citation, aggregate
 from service.qa import QAResult, QuestionError
 from service.retrieval import Evidence, Passage
+from service.settings import Settings
 from tests.conftest import ROOT, free_port
 
 DOCS = {
@@ -372,7 +373,10 @@ def _real_run(tmp_path, monkeypatch, built_index, indexer, *args) -> tuple[dict,
 def test_cli_real_pipeline_with_baselines(tmp_path, monkeypatch, built_index, indexer):
     report, lines, _ = _real_run(tmp_path, monkeypatch, built_index, indexer,
                                  "--fail-under", "citation_validity=1.0,recall@5=1.0")
-    assert report["systems"] == ["system", "lexical-only", "dense-only", "best-sentence"]
+    # Both readers are in every report: the service's, and the other one beside it.
+    other = {"feature": "neural-reader", "neural": "feature-reader"}[Settings().reader]
+    assert report["systems"] == ["system", other, "lexical-only", "dense-only", "best-sentence"]
+    assert report["meta"]["reader"] == Settings().reader
     for system in report["systems"]:
         overall = report["metrics"][system]["overall"]
         assert overall["questions"] == 2 and overall["citation_validity"] in (None, 1.0)
@@ -380,6 +384,17 @@ def test_cli_real_pipeline_with_baselines(tmp_path, monkeypatch, built_index, in
     if not best["abstained"]:
         c = best["citations"][0]
         assert (c["start"], c["end"], c["span"]) == (c["quote_start"], c["quote_end"], c["quote"])
+
+
+def test_default_names_compare_the_other_reader_once(monkeypatch):
+    for kind, other in (("feature", "neural-reader"), ("neural", "feature-reader")):
+        monkeypatch.setenv("ARTICLE_QA_READER", kind)
+        names = default_names(Settings())
+        assert names[:2] == ("system", other) and len(set(names)) == len(names) == 5
+        assert default_names(Settings(), baselines=False) == ("system",)
+    monkeypatch.setenv("ARTICLE_QA_READER", "bert")
+    with pytest.raises(ValueError, match="choose feature or neural"):
+        Settings()
 
 
 @pytest.mark.slow

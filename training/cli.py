@@ -100,3 +100,107 @@ def train_cmd(data, out, init, epochs, max_examples, batch_size, lr, max_len, se
     state = "finished" if summary["finished"] else "stopped (rerun with --resume)"
     click.echo(f"{state}: step {summary['steps']}/{summary['total_steps']}, "
                f"{summary['train_seconds']:.0f} s -> {out}")
+
+
+@reader_group.command("gold")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="Gold JSONL (a dev split: never train on a test split).")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), required=True,
+              help="Index of the gold set's corpus (built from --corpus when empty).")
+@click.option("--corpus", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--offsets", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="answer_offsets.jsonl: count answers only where labelled.")
+@click.option("--part", type=click.Choice(["train", "calibrate", "all"]), default="train",
+              show_default=True, help="Which part of the dev questions (training.gold.part).")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@friendly_errors
+def gold_cmd(dataset, index_dir, corpus, offsets, part, out) -> None:
+    """Turn a labelled gold set into training examples, windows as the reader reads them."""
+    from service.encoding import WindowEncoder, load_tokenizer
+    from training.gold import gold_examples, read_offsets
+    from training.model import encoder_path
+
+    questions = _dev_questions(dataset, part)
+    pipeline = _retrieval(index_dir, corpus)
+    encoder = WindowEncoder(load_tokenizer(encoder_path() / "tokenizer.json"),
+                            _max_len())
+    examples = gold_examples(pipeline, questions, encoder, read_offsets(offsets))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(ex.to_json() + "\n" for ex in examples))
+    answerable = sum(ex.answer_start >= 0 for ex in examples)
+    click.echo(f"{len(questions)} questions -> {len(examples)} windows ({answerable} holding "
+               f"an answer) -> {out}")
+
+
+def _dev_questions(dataset: Path, part: str):
+    from eval.gold import load_gold
+    from training.gold import part as part_of
+
+    if "test" in dataset.name:
+        _fail(f"{dataset} looks like a test split; the reader is trained and calibrated on "
+              "dev splits only")
+    return [q for q in load_gold(dataset) if part == "all" or part_of(q.id) == part]
+
+
+def _retrieval(index_dir: Path, corpus: Path | None, reader=None):
+    """A pipeline over `index_dir` (indexing `corpus` first when it is empty)."""
+    from service.qa import QAPipeline
+    from service.settings import Settings
+    from training.gold import RetrievalOnly
+
+    settings = Settings(index=index_dir, corpus=corpus or Path("data/articles"))
+    return QAPipeline.load(settings, build_if_empty=corpus is not None,
+                           reader=reader or RetrievalOnly())
+
+
+def _max_len() -> int:
+    from training.train import TrainConfig
+
+    return TrainConfig.__dataclass_fields__["max_len"].default
+
+
+@reader_group.command("export")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="A run's model.pt.")
+@click.option("--run", "runs", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              multiple=True, help="Run directories to record in the manifest, in order.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("service/reader_model"), show_default=True)
+@friendly_errors
+def export_cmd(weights, runs, out) -> None:
+    """Export weights to ONNX (fp32 and int8) with the tokenizer and a manifest."""
+    from training.export import export
+
+    manifest = export(weights, out, list(runs), _max_len())
+    for name, info in manifest["files"].items():
+        click.echo(f"{out / name}: {info['bytes'] / 1e6:.1f} MB")
+
+
+@reader_group.command("calibrate")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("service/reader_model"), show_default=True)
+@click.option("--set", "sets", type=(str, click.Path(exists=True, dir_okay=False, path_type=Path),
+                                     click.Path(path_type=Path)), multiple=True, required=True,
+              help="NAME DATASET INDEX: a dev gold set and its index; repeat per set.")
+@click.option("--model-file", default=None, help="Calibrate another file of the model dir "
+              "(reader.onnx to compare fp32 with int8); the manifest is then left alone.")
+@friendly_errors
+def calibrate_cmd(model_dir, sets, model_file) -> None:
+    """Fit the confidence and threshold on the calibration part of dev gold sets."""
+    from service.reader import Reader
+    from training.calibrate import calibrate, choose_threshold, collect, fit, scores_at
+
+    reads = []
+    reader = None
+    for name, dataset, index_dir in sets:
+        pipeline = _retrieval(index_dir, None)
+        reader = reader or Reader(pipeline.nlp, model_dir=model_dir, model_file=model_file,
+                                  calibrated=False)
+        reads.extend(collect(reader, pipeline, _dev_questions(dataset, "calibrate"), name))
+    if model_file:
+        weights, bias = fit(reads)
+        cut = choose_threshold(reads, weights, bias)
+        click.echo(f"{model_file}: threshold {cut}, dev {scores_at(reads, weights, bias, cut)}")
+        return
+    manifest = calibrate(model_dir, reads)
+    click.echo(f"threshold {manifest['threshold']}; dev {manifest['dev']}")

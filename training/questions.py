@@ -73,7 +73,7 @@ def answer_candidates(doc) -> list[Span]:
         # Articles are not part of an answer ("the Bank of England" -> "Bank of England").
         while first < last and (doc[first].lower_ in ("the", "a", "an") or doc[first].is_punct):
             first += 1
-        while last > first and doc[last - 1].is_punct:
+        while last > first and doc[last - 1].is_punct and doc[last - 1].text != "%":
             last -= 1
         # Boundaries fall on spaces or punctuation, never inside a word ("e-mails").
         glued = (first > 0 and not doc[first - 1].whitespace_
@@ -86,6 +86,16 @@ def answer_candidates(doc) -> list[Span]:
                 and (first, last) not in spans:
             spans[(first, last)] = Span(first, last, kind)
 
+    for tok in doc:
+        # A reason: what follows "because" / "because of" (before noun phrases, which
+        # would claim "the strike" of "because of the strike" as a thing).
+        if tok.lower_ == "because":
+            sub = [t for t in (tok.head.subtree if tok.dep_ == "mark" else tok.subtree)
+                   if t.i > tok.i and not (t.i == tok.i + 1 and t.lower_ == "of")]
+            while sub and sub[-1].is_punct:
+                sub.pop()
+            if sub:
+                add(sub[0].i, sub[-1].i + 1, "reason")
     for ent in doc.ents:
         kind = ENTITY_KINDS.get(ent.label_)
         if kind is None:
@@ -126,14 +136,6 @@ def answer_candidates(doc) -> list[Span]:
                 continue
             first = sub[0].i + (1 if sub[0].dep_ == "mark" and sub[0].lower_ == "that" else 0)
             add(first, sub[-1].i + 1, "clause")
-        # A reason: what follows "because" / "because of".
-        if tok.lower_ == "because":
-            sub = [t for t in (tok.head.subtree if tok.dep_ == "mark" else tok.subtree)
-                   if t.i > tok.i and not (t.i == tok.i + 1 and t.lower_ == "of")]
-            while sub and sub[-1].is_punct:
-                sub.pop()
-            if sub:
-                add(sub[0].i, sub[-1].i + 1, "reason")
     return sorted(spans.values(), key=lambda s: (s.first, s.last))
 
 
@@ -142,7 +144,7 @@ def make_question(doc, span: Span, rng) -> str | None:
     answer = doc[span.first:span.last]
     root = answer.root
     if span.kind == "reason":
-        because = next((t for t in doc[max(0, span.first - 2):span.first]
+        because = next((t for t in doc[max(0, span.first - 3):span.first]
                         if t.lower_ == "because"), None)
         if because is None:
             return None
@@ -166,7 +168,8 @@ def make_question(doc, span: Span, rng) -> str | None:
         return None
     wh, (u_first, u_last) = phrase
     unit = doc[u_first:u_last].root
-    if not _whole_phrase(unit, u_last, span.last):
+    counted = unit.i not in range(span.first, span.last)  # "how many" + the counted noun
+    if not counted and not _whole_phrase(unit, u_last, span.last):
         return None
     # The wh-phrase replaces the answer's whole phrase: its articles and modifiers
     # ("Tory leader Michael Howard"), and any clause or apposition hanging off it.
@@ -201,6 +204,8 @@ def make_question(doc, span: Span, rng) -> str | None:
         return _finish(f"{wh} {words}") if words else None
     if unit.dep_ == "pobj" and unit.head.i not in moved:
         prep = unit.head
+        if prep.lower_ in ("of", "because") or prep.tag_ != "IN":
+            return None
         clause = [t.i for t in _clause(pred, moved) if t.i not in moved and not t.is_punct]
         if clause and clause[-1] != prep.i:
             # A preposition is stranded only at the end ("Who did he give it to?");

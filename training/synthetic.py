@@ -39,7 +39,8 @@ RETRIEVED_SHARE = 0.6  # named answers asked from another sentence, where one ex
 KEYWORD_SHARE = 0.1
 LOWER_SHARE = 0.1
 TYPO_SHARE = 0.08
-UNANSWERABLE_SHARE = 0.3  # of all examples
+UNANSWERABLE_SHARE = 0.35  # of all examples
+EDITED_SHARE = 0.7  # of the unanswerable ones, where an edit can be made
 # Kinds a question may be asked about from another sentence: names and exact values.
 _RETRIEVABLE = frozenset({"person", "organisation", "place", "group", "date", "money",
                           "percent"})
@@ -119,6 +120,10 @@ class Generator:
                 self.entity_keys[(a, i)] = frozenset(keys)
         for label in self.names:
             self.names[label] = sorted(set(self.names[label]))
+        counts = Counter(t.lower_ for art in self.articles for doc in art.docs for t in doc
+                         if t.pos_ == "NOUN" and t.is_alpha and len(t.text) >= 4)
+        self.noun_list = sorted(n for n, c in counts.items() if c >= 3)
+        self.nouns = frozenset(self.noun_list)
 
     # -- passages --------------------------------------------------------------
     def _window(self, a: int, i: int) -> tuple[int, int] | None:
@@ -252,6 +257,15 @@ class Generator:
             text = f"{new:,.0f}" if number >= 1000 else f"{new:g}"
             if text not in ex.context:
                 options.append((m.start(), m.end(), text))
+        # A common noun swapped for another ("Who founded the *bank*?" -> "... the *club*?"),
+        # the commonest kind of SQuAD 2.0's unanswerable questions.
+        for m in re.finditer(r"[a-z]{4,}", q):
+            if m.group() in self.nouns and m.group() in lowered:
+                for _ in range(5):
+                    other = self.rng.choice(self.noun_list)
+                    if other not in lowered:
+                        options.append((m.start(), m.end(), other))
+                        break
         for names in self.names.values():
             # Sorted: a set's order changes with the process's string hashing.
             for name in sorted({n for n in names if len(n) > 3 and n in q and n.lower() in lowered}):
@@ -324,7 +338,7 @@ class Generator:
             ex = out[k]
             if ex.kind == "keyword":
                 continue
-            made = self._edited(ex) if self.rng.random() < 0.5 else None
+            made = self._edited(ex) if self.rng.random() < EDITED_SHARE else None
             made = made or self._other_passage(ex, sources[k])
             if made is not None:
                 negatives.append(made)

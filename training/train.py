@@ -129,7 +129,8 @@ def _tensors(items: Sequence[Featurized], device) -> tuple[dict, torch.Tensor, t
 
 def train(config: TrainConfig, examples: Sequence[Example], out: Path, *, resume: bool = False,
           max_minutes: float | None = None, threads: int = 2, device: str = "auto",
-          checkpoint_every: int = 200, log: Callable[[str], None] = print) -> dict:
+          checkpoint_every: int = 200, log_every: int = 20,
+          log: Callable[[str], None] = print) -> dict:
     """Train (or resume) a run into `out`; returns its summary. Stops early, with a
     checkpoint, after `max_minutes`; the summary says whether it finished."""
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +183,7 @@ def train(config: TrainConfig, examples: Sequence[Example], out: Path, *, resume
 
     model.train()
     started = began = time.perf_counter()
-    window_loss, window_n, t_log = 0.0, 0, time.perf_counter()
+    window_loss, window_n, window_steps, t_log = 0.0, 0, 0, time.perf_counter()
     stopped = False
     while step < len(batches):
         inputs, starts, ends = _tensors([data[k] for k in batches[step]], dev)
@@ -196,12 +197,13 @@ def train(config: TrainConfig, examples: Sequence[Example], out: Path, *, resume
         step += 1
         window_loss += loss.item()
         window_n += len(starts)
-        if step % 20 == 0 or step == len(batches):
+        window_steps += 1
+        if step % log_every == 0 or step == len(batches):
             elapsed = time.perf_counter() - t_log
-            progress.losses.append(round(window_loss / 20, 4))
-            log(f"step {step}/{len(batches)} loss {window_loss / 20:.3f} "
+            progress.losses.append(round(window_loss / window_steps, 4))
+            log(f"step {step}/{len(batches)} loss {window_loss / window_steps:.3f} "
                 f"{window_n / elapsed:.1f} ex/s")
-            window_loss, window_n, t_log = 0.0, 0, time.perf_counter()
+            window_loss, window_n, window_steps, t_log = 0.0, 0, 0, time.perf_counter()
         if step % checkpoint_every == 0 or step == len(batches):
             progress.seconds += time.perf_counter() - started
             started = time.perf_counter()
