@@ -38,7 +38,7 @@ eval: $(STAMP)
 	$(VENV)/bin/article-qa eval run --dataset eval/datasets/bundled-test.jsonl --corpus $(CORPUS) --out eval/out
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check indexing service eval tests bench
+	$(VENV)/bin/ruff check indexing service eval tests bench training
 
 # A bounded soak against a real server: readers, a writer, citation checks, RSS growth.
 # Not part of `make test`; figures in docs/RELIABILITY.md. SOAK_SECONDS=600 for a longer run.
@@ -71,7 +71,7 @@ AQA := $(VENV)/bin/article-qa
 reader: $(STAMP)
 	mkdir -p $(READER_WORK)
 	test -f $(READER_WORK)/synthetic.jsonl || $(AQA) reader data --corpus $(SHARED)/datasets/bbc-news --out $(READER_WORK)/synthetic.jsonl
-	$(AQA) reader train --data $(READER_WORK)/synthetic.jsonl --out $(READER_WORK)/stage1 --max-examples 56000 --device $(READER_DEVICE) --resume
+	$(AQA) reader train --data $(READER_WORK)/synthetic.jsonl --out $(READER_WORK)/stage1 --device $(READER_DEVICE) --resume
 	test -f $(READER_WORK)/squad/gold-dev.jsonl || $(AQA) eval import-squad $(SHARED)/datasets/squad2-sample/squad2-dev-sample.json --out $(READER_WORK)/squad
 	$(AQA) reader gold --dataset eval/datasets/bundled-dev.jsonl --index $(READER_WORK)/index-news --corpus $(CORPUS) --out $(READER_WORK)/gold-news.jsonl
 	$(AQA) reader gold --dataset $(READER_WORK)/squad/gold-dev.jsonl --index $(READER_WORK)/index-squad --corpus $(READER_WORK)/squad/corpus.jsonl --offsets $(READER_WORK)/squad/answer_offsets.jsonl --out $(READER_WORK)/gold-squad.jsonl

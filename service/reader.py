@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.answers import SpanAnswer
+from service.answers import ASKED_KINDS, SpanAnswer, value_kinds
 from service.cache import LRUCache
 from service.encoding import Encoded, WindowEncoder, best_spans, load_tokenizer, pad_batch
 from service.question import analyse
@@ -42,7 +42,8 @@ SPANS_PER_WINDOW = 3
 QUESTION_CACHE = 1024
 # The features the calibration weighs, in order (see `span_features`).
 CALIBRATION_FEATURES = ("margin", "gap", "null_gap", "span_prob", "seed_rank", "seed_score",
-                        "missing", "missing_specific", "sentence_overlap")
+                        "missing", "missing_specific", "sentence_overlap", "type_match",
+                        "span_words", "feature_reader")
 _WORD_RE = re.compile(r"[^\W_]+")
 
 
@@ -166,14 +167,39 @@ def _session(path: Path, threads: int | None):
             "it with `make reader`") from None
 
 
+def _by_sentence(spans: Sequence[SpanAnswer]) -> dict[tuple[str, int], list[SpanAnswer]]:
+    out: dict[tuple[str, int], list[SpanAnswer]] = {}
+    for s in spans:
+        out.setdefault((s.evidence.doc_id, s.evidence.start), []).append(s)
+    return out
+
+
+def _agreement(spans: Sequence[SpanAnswer], start: int, end: int) -> float:
+    """The best confidence another reader gave a span of the same sentence, scaled by how
+    much of the two character ranges they share (intersection over union)."""
+    best = 0.0
+    for s in spans:
+        shared = min(end, s.end) - max(start, s.start)
+        if shared > 0:
+            best = max(best, s.confidence * shared / (max(end, s.end) - min(start, s.start)))
+    return best
+
+
 class Reader:
     """Extracts cited answer spans from evidence sentences with the trained span model."""
 
     def __init__(self, nlp, threshold: float | None = None, model_dir: Path = MODEL_DIR,
                  model_file: str | None = None, windows: int = WINDOWS,
                  threads: int | None = None, question_cache: int = QUESTION_CACHE,
-                 calibrated: bool = True):
+                 calibrated: bool = True, assist=None):
         self.nlp = nlp
+        # The feature-based reader's confidence in a span is one calibration input: it
+        # knows answer types and question-word alignment the small model misses.
+        if assist is None:
+            from service.feature_reader import FeatureReader
+
+            assist = FeatureReader(nlp)
+        self.assist = assist
         self.manifest = load_manifest(model_dir)
         self.session = _session(model_dir / (model_file or self.manifest.get("model", MODEL_FILE)),
                                 threads)
@@ -201,7 +227,7 @@ class Reader:
         """Answer spans for `question` from `evidence`, best first, with calibrated
         confidences. `df`/`n_docs` are accepted for the pipeline's reader interface."""
         analysed = self._analyse(question)
-        candidates = self.candidates(question, question_vector, evidence, analysed)
+        candidates = self.candidates(question, question_vector, evidence, analysed, df, n_docs)
         if not candidates:
             return []
         probs = self.calibrate(np.asarray([c.features for c in candidates]))
@@ -223,9 +249,12 @@ class Reader:
         return cached
 
     def candidates(self, question: str, question_vector: np.ndarray | None,
-                   evidence: Sequence[Evidence], analysed=None) -> list[Candidate]:
+                   evidence: Sequence[Evidence], analysed=None, df=None,
+                   n_docs: int | None = None) -> list[Candidate]:
         """Every decoded span of the question's windows with its calibration features."""
         analysed = analysed or self._analyse(question)
+        assisted = _by_sentence(self.assist.read(question, question_vector, evidence, df=df,
+                                                 n_docs=n_docs, limit=20))
         q_ids = self.encoder.question_ids(question)
         windows = select_windows(self.encoder, question, question_vector, evidence, q_ids,
                                  self.windows)
@@ -248,6 +277,7 @@ class Reader:
         top = max(pool)
         norm = math.log(sum(math.exp(v - top) for v in pool)) + top
         terms = set(analysed.terms) | set(analysed.lemmas)
+        asked = ASKED_KINDS.get(analysed.answer_type)
         out = []
         for w, _enc, spans, null, _seg in decoded:
             words = set(_WORD_RE.findall(w.passage.lower()))
@@ -268,9 +298,16 @@ class Reader:
                     continue
                 held = terms & set(_WORD_RE.findall(ev.text.lower()))
                 overlap = len(held) / len(terms) if terms else 0.0
+                text = ev.text[start - ev.start:end - ev.start]
+                # The old reader's strongest signal: does the span state a value of the
+                # kind asked (a date for "when")? 1 yes, -1 no, 0 when any phrase may do.
+                type_match = 0.0 if asked is None else (1.0 if value_kinds(SpanAnswer(
+                    ev, start, end, text, 0.0, 0.0, analysed.answer_type)) & asked else -1.0)
                 features = (s.score - null, s.score - best, s.score - min_null,
                             math.exp(s.score - norm), float(w.seed_rank), w.seed_score,
-                            missing, missing_specific, overlap)
+                            missing, missing_specific, overlap, type_match,
+                            math.log1p(len(_WORD_RE.findall(text))),
+                            _agreement(assisted.get((ev.doc_id, ev.start), ()), start, end))
                 out.append(Candidate(k, start, end, features))
         return out
 

@@ -19,7 +19,7 @@ QUESTIONS = ["how many troops were reported?", "Who arrived in North Korea?",
 
 @pytest.fixture(scope="module")
 def pipeline(indexer, built_index):
-    return QAPipeline(Settings(index=built_index), indexer=indexer)
+    return QAPipeline(Settings(index=built_index, reader="neural"), indexer=indexer)
 
 
 @pytest.mark.parametrize("question", QUESTIONS)

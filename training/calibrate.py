@@ -39,7 +39,8 @@ def collect(reader, pipeline, questions: Sequence[GoldQuestion], set_name: str) 
     out = []
     for gold in questions:
         r = pipeline.retrieve(gold.question)
-        cands = reader.candidates(gold.question, r.question_vector, r.evidence)
+        cands = reader.candidates(gold.question, r.question_vector, r.evidence,
+                                  df=r.index.document_frequency, n_docs=r.index.fts_documents)
         texts = [r.evidence[c.evidence].text[c.start - r.evidence[c.evidence].start:
                                               c.end - r.evidence[c.evidence].start]
                  for c in cands]
