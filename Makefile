@@ -66,11 +66,13 @@ clean:
 # made synthetically. Resumable: rerun after an interruption. READER_DEVICE=cuda on a GPU.
 SHARED ?= ../shared
 READER_WORK ?= build/reader
+# Your own articles instead (README "Adapting the reader"): questions need no labels.
+READER_CORPUS ?= $(SHARED)/datasets/bbc-news
 READER_DEVICE ?= auto
 AQA := $(VENV)/bin/article-qa
 reader: $(STAMP)
 	mkdir -p $(READER_WORK)
-	test -f $(READER_WORK)/synthetic.jsonl || $(AQA) reader data --corpus $(SHARED)/datasets/bbc-news --out $(READER_WORK)/synthetic.jsonl
+	test -f $(READER_WORK)/synthetic.jsonl || $(AQA) reader data --corpus $(READER_CORPUS) --out $(READER_WORK)/synthetic.jsonl
 	$(AQA) reader train --data $(READER_WORK)/synthetic.jsonl --out $(READER_WORK)/stage1 --device $(READER_DEVICE) --resume
 	test -f $(READER_WORK)/squad/gold-dev.jsonl || $(AQA) eval import-squad $(SHARED)/datasets/squad2-sample/squad2-dev-sample.json --out $(READER_WORK)/squad
 	$(AQA) reader gold --dataset eval/datasets/bundled-dev.jsonl --index $(READER_WORK)/index-news --corpus $(CORPUS) --out $(READER_WORK)/gold-news.jsonl

@@ -1,6 +1,9 @@
 """In-process question answering latency: `QAPipeline.ask` as `/ask` calls it.
 
-    python bench/ask.py --index index --runs 5
+    python bench/ask.py --index index --runs 5 [--reader feature|neural]
+
+Both readers are timed in the same process, one after the other (compare them as a ratio
+measured in one run); `--reader` times one.
 
 Each run asks every benchmark question once (at least 200: the bundled gold questions
 and their lower-cased, unpunctuated variants) with the answer and question caches off,
@@ -22,20 +25,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fmt, machine, percentile, questions, summary
+from service.settings import READERS
 
 
-def run(index: Path, runs: int) -> dict:
-    from service.qa import QAPipeline, indexer_for
+def _uncached_reader(nlp, kind: str):
+    """A reader of `kind` that remembers no question (parses are redone every time)."""
+    from service.feature_reader import FeatureReader
     from service.reader import Reader
+
+    feature = FeatureReader(nlp, question_cache=0)
+    return feature if kind == "feature" else Reader(nlp, question_cache=0, assist=feature)
+
+
+def run(index: Path, runs: int, kind: str, indexer=None) -> dict:
+    from service.qa import QAPipeline, indexer_for
     from service.settings import Settings
 
     qs = questions(200)
-    settings = Settings(index=index)
-    indexer = indexer_for(settings)
+    settings = Settings(index=index, reader=kind)
+    indexer = indexer or indexer_for(settings)
     # Nothing about a question is remembered between runs (answers, parses); what a
     # running server keeps per index generation (rebuilt sentences) stays warm.
     pipeline = QAPipeline(settings, indexer=indexer, answer_cache=0,
-                          reader=Reader(indexer.nlp, question_cache=0))
+                          reader=_uncached_reader(indexer.nlp, kind))
     for q in qs[:10]:  # load lazily-initialised parts outside the timed runs
         pipeline.ask(q)
     per_run: dict[str, list[float]] = {k: [] for k in
@@ -60,7 +72,7 @@ def run(index: Path, runs: int) -> dict:
         started = time.perf_counter()
         cached.ask(qs[0])
         hits.append((time.perf_counter() - started) * 1000)
-    return {"questions": len(qs), "runs": runs,
+    return {"reader": kind, "questions": len(qs), "runs": runs,
             **{k: summary(v, 2) for k, v in per_run.items()},
             "cached_p50": round(statistics.median(hits), 3), "profile": profile}
 
@@ -84,8 +96,8 @@ def _profile(pipeline, qs: list[str]) -> str | None:
 
 def markdown(r: dict) -> str:
     return "\n".join([
-        f"{r['questions']} distinct questions per run, answer cache off, {r['runs']} runs; "
-        "median (min-max) over runs, milliseconds.",
+        f"The {r.get('reader', 'feature')} reader: {r['questions']} distinct questions per "
+        f"run, answer cache off, {r['runs']} runs; median (min-max) over runs, milliseconds.",
         "",
         "| p50 | p95 | p99 | embed (median) | retrieve (median) | read (median) |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -103,9 +115,20 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=Path("index"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--reader", choices=READERS, default=None,
+                        help="time only this reader (default: both)")
     args = parser.parse_args()
-    result = {"machine": machine(), "ask": run(args.index, args.runs)}
-    print(markdown(result["ask"]))
+    from service.qa import indexer_for
+    from service.settings import Settings
+
+    settings = Settings(index=args.index)
+    indexer = indexer_for(settings)
+    kinds = [args.reader] if args.reader else list(READERS)
+    readers = {kind: run(args.index, args.runs, kind, indexer) for kind in kinds}
+    # "ask" is the reader the service answers with (targets read it), when it was timed.
+    result = {"machine": machine(), "ask": readers.get(settings.reader) or readers[kinds[0]],
+              "readers": readers}
+    print("\n\n".join(markdown(r) for r in readers.values()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

@@ -79,11 +79,16 @@ def targets(results: dict) -> str:
                      and r["clients"] == clients), {})
 
     ask8 = load("/ask", 8)
+    neural = ((results.get("ask") or {}).get("readers") or {}).get("neural", {})
     errors = sum(r["errors"] for r in http.get("load", [])) if http else None
     rows = [
         "| target | goal | measured (median) | verdict |", "|---|---|---:|---|",
         _target("in-process /ask p50", ask.get("p50", {}).get("median"), 10, False, " ms"),
         _target("in-process /ask p95", ask.get("p95", {}).get("median"), 25, False, " ms"),
+        _target("in-process /ask p50, neural reader", neural.get("p50", {}).get("median"), 60,
+                False, " ms"),
+        _target("read, neural reader (median)", neural.get("read", {}).get("median"), 35,
+                False, " ms"),
         _target("HTTP /ask, 8 clients", ask8.get("rps", {}).get("median"), 150, True, " req/s"),
         _target("HTTP errors (all runs)", errors, 0, False, ""),
         _target("start-up to first answer", http.get("startup_s", {}).get("median"), 3, False,
