@@ -92,12 +92,19 @@ def build_systems(settings, indexer=None, names: Sequence[str] = SYSTEM_NAMES) -
     # The system's reader answers at the operator's cut (`settings.min_confidence`, or its
     # model's); the other reader, on another scale, and best-sentence keep their own cuts.
     reader = make_reader(indexer.nlp, settings.reader, settings.min_confidence)
-    readers = {READER_SYSTEMS[settings.reader]: lambda: reader}
-    for kind, name in READER_SYSTEMS.items():
-        readers.setdefault(name, lambda kind=kind: make_reader(indexer.nlp, kind))
+
+    def load_reader(kind: str):
+        # The neural reader's assist is a feature reader at its own cut: one model serves both.
+        if kind == settings.reader:
+            return reader
+        if kind == "feature":
+            return reader.assist
+        return make_reader(indexer.nlp, kind, assist=reader)
+
     recipes = {
         SYSTEM: (lambda: reader, "hybrid"),
-        **{name: (load, "hybrid") for name, load in readers.items()},
+        **{name: (lambda kind=kind: load_reader(kind), "hybrid")
+           for kind, name in READER_SYSTEMS.items()},
         "lexical-only": (lambda: reader, "lexical"),
         "dense-only": (lambda: reader, "dense"),
         "best-sentence": (BestSentenceReader, "hybrid"),

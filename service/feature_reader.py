@@ -308,11 +308,16 @@ class FeatureReader:
                   df: Callable[[Sequence[str]], dict[str, int]] | None = None,
                   n_docs: int | None = None) -> Featurized:
         """Analyse the question, generate candidate spans and compute their features."""
+        return featurize(self.analysed(question), question_vector, evidence, df, n_docs,
+                         tables=self.token_table)
+
+    def analysed(self, question: str) -> Question:
+        """The question's parse (`service.question.analyse`), kept in a small cache."""
         q = self._questions.get(question)
         if q is None:
             q = analyse(self.nlp, question)
             self._questions.put(question, q)
-        return featurize(q, question_vector, evidence, df, n_docs, tables=self.token_table)
+        return q
 
 
 def sentence_features(feats: Featurized) -> tuple[np.ndarray, np.ndarray]:

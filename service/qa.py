@@ -99,13 +99,14 @@ class _Snapshot:
     answers: LRUCache[QAResult]
 
 
-def make_reader(nlp, kind: str, threshold: float | None = None):
+def make_reader(nlp, kind: str, threshold: float | None = None, assist=None):
     """The reader `kind` ("feature" or "neural", `Settings.reader`); `threshold` replaces
-    its model's fitted abstention cut."""
+    its model's fitted abstention cut. `assist`, a loaded FeatureReader, is the neural
+    reader's calibration input (one is loaded when not given)."""
     if kind == "neural":
         from service.reader import Reader
 
-        return Reader(nlp, threshold=threshold)
+        return Reader(nlp, threshold=threshold, assist=assist)
     from service.feature_reader import FeatureReader
 
     return FeatureReader(nlp, threshold=threshold)

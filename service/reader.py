@@ -30,9 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from service.answers import ASKED_KINDS, SpanAnswer, value_kinds
-from service.cache import LRUCache
 from service.encoding import Encoded, WindowEncoder, best_spans, load_tokenizer, pad_batch
-from service.question import analyse
 from service.retrieval import Evidence
 
 MODEL_DIR = Path(__file__).with_name("reader_model")
@@ -195,10 +193,11 @@ class Reader:
         self.nlp = nlp
         # The feature-based reader's confidence in a span is one calibration input: it
         # knows answer types and question-word alignment the small model misses.
+        # It also keeps the question parses both readers use.
         if assist is None:
             from service.feature_reader import FeatureReader
 
-            assist = FeatureReader(nlp)
+            assist = FeatureReader(nlp, question_cache=question_cache)
         self.assist = assist
         self.manifest = load_manifest(model_dir)
         self.session = _session(model_dir / (model_file or self.manifest.get("model", MODEL_FILE)),
@@ -218,7 +217,6 @@ class Reader:
         self.fitted_threshold = float(self.manifest.get("threshold", 0.5))
         self.threshold = self.fitted_threshold if threshold is None else threshold
         self.windows = windows
-        self._questions: LRUCache = LRUCache(question_cache)
 
     # -- reading ---------------------------------------------------------------
     def read(self, question: str, question_vector: np.ndarray | None,
@@ -242,24 +240,20 @@ class Reader:
         return spans[:limit]
 
     def _analyse(self, question: str):
-        cached = self._questions.get(question)
-        if cached is None:
-            cached = analyse(self.nlp, question)
-            self._questions.put(question, cached)
-        return cached
+        return self.assist.analysed(question)
 
     def candidates(self, question: str, question_vector: np.ndarray | None,
                    evidence: Sequence[Evidence], analysed=None, df=None,
                    n_docs: int | None = None) -> list[Candidate]:
         """Every decoded span of the question's windows with its calibration features."""
         analysed = analysed or self._analyse(question)
-        assisted = _by_sentence(self.assist.read(question, question_vector, evidence, df=df,
-                                                 n_docs=n_docs, limit=20))
         q_ids = self.encoder.question_ids(question)
         windows = select_windows(self.encoder, question, question_vector, evidence, q_ids,
                                  self.windows)
         if not windows:
             return []
+        assisted = _by_sentence(self.assist.read(question, question_vector, evidence, df=df,
+                                                 n_docs=n_docs, limit=20))
         encoded, segments = zip(*(encode_window(self.encoder, q_ids, w) for w in windows))
         inputs = pad_batch(list(encoded))
         start_logits, end_logits = self.session.run(None, inputs)
