@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.qa import QAPipeline
-from service.reader import MODEL_DIR, Reader, ReaderModelError, select_windows
+from service.reader import MODEL_DIR, PROPOSALS, Reader, ReaderModelError, select_windows
 from service.settings import Settings
 
 QUESTIONS = ["how many troops were reported?", "Who arrived in North Korea?",
@@ -71,6 +71,31 @@ def test_all_windows_go_through_the_model_in_one_call(pipeline):
     finally:
         reader.session = real
     assert len(calls) == 1 and calls[0][0] > 1
+
+
+@pytest.mark.parametrize("question", QUESTIONS[:3])
+def test_the_feature_readers_spans_are_candidates_scored_by_the_model(pipeline, question):
+    reader = pipeline.reader
+    r = pipeline.retrieve(question)
+    q_ids = reader.encoder.question_ids(question)
+    windows = select_windows(reader.encoder, question, r.question_vector, r.evidence, q_ids,
+                             reader.windows)
+    in_windows = {k for w in windows for k in w.sentences}
+    proposed = [s for s in reader.assist.read(question, r.question_vector, r.evidence, limit=20)
+                [:reader.proposals] if r.evidence.index(s.evidence) in in_windows]
+    assert proposed
+    with_them = {(c.evidence, c.start, c.end)
+                 for c in reader.candidates(question, r.question_vector, r.evidence)}
+    reader.proposals = 0
+    try:
+        without = {(c.evidence, c.start, c.end)
+                   for c in reader.candidates(question, r.question_vector, r.evidence)}
+    finally:
+        reader.proposals = PROPOSALS
+    assert without <= with_them
+    # Every proposal inside a window is read, unless its edges fall inside a wordpiece.
+    added = {(r.evidence.index(s.evidence), s.start, s.end) for s in proposed}
+    assert added - without and added - without <= with_them - without
 
 
 def test_no_evidence_no_spans(pipeline):
