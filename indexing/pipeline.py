@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexing.articles import Article, SkippedFile, iter_corpus
-from indexing.chunking import TIKTOKEN_ENCODING, ChunkParams, chunk_document
+from indexing.chunking import TIKTOKEN_ENCODING, Chunk, ChunkParams, chunk_document
 from indexing.embedding import DEFAULT_MODEL, Embedder
 from indexing.errors import CorpusError, DocumentNotFoundError, IncompatibleIndexError
-from indexing.sentences import load_nlp, split_sentences
+from indexing.sentences import Sentence, load_nlp, split_sentences
 from indexing.store import FORMAT_VERSION, IndexedDocument, Manifest, live_generation, write_index
 
-BATCH_DOCUMENTS = 64
+# Documents per annotate/embed step: small enough that the two steps overlap early.
+BATCH_DOCUMENTS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,15 @@ class BuildReport:
             f"{self.removed} removed, {len(self.skipped)} skipped), {self.chunks} chunks, "
             f"{self.seconds:.1f} s"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Articles split into annotated sentences and chunks, waiting to be embedded."""
+
+    articles: tuple[Article, ...]
+    sentences: tuple[list[Sentence], ...]
+    chunks: tuple[list[Chunk], ...]
 
 
 class Indexer:
@@ -83,6 +94,10 @@ class Indexer:
 
     def process(self, articles: Sequence[Article]) -> list[IndexedDocument]:
         """Split, annotate, chunk and embed a batch of articles."""
+        return self.embed(self.prepare(articles))
+
+    def prepare(self, articles: Sequence[Article]) -> Prepared:
+        """The first half of `process`: sentences with their annotation, and chunks."""
         t0 = time.perf_counter()
         all_sentences = list(split_sentences(self.nlp, [a.text for a in articles]))
         t1 = time.perf_counter()
@@ -91,14 +106,19 @@ class Indexer:
                            self.embedder.max_tokens)
             for a, sents in zip(articles, all_sentences)
         ]
-        t2 = time.perf_counter()
+        self.stage_seconds["sentences"] += t1 - t0
+        self.stage_seconds["chunk"] += time.perf_counter() - t1
+        return Prepared(tuple(articles), tuple(all_sentences), tuple(all_chunks))
+
+    def embed(self, prepared: Prepared) -> list[IndexedDocument]:
+        """The second half of `process`: every chunk and sentence embedded."""
+        t0 = time.perf_counter()
+        articles, all_sentences, all_chunks = (prepared.articles, prepared.sentences,
+                                               prepared.chunks)
         chunk_texts = [a.text[c.start:c.end] for a, cs in zip(articles, all_chunks) for c in cs]
         sent_texts = [a.text[s.start:s.end] for a, ss in zip(articles, all_sentences) for s in ss]
         vectors = self.embedder.encode(chunk_texts + sent_texts)
-        t3 = time.perf_counter()
-        self.stage_seconds["sentences"] += t1 - t0
-        self.stage_seconds["chunk"] += t2 - t1
-        self.stage_seconds["embed"] += t3 - t2
+        self.stage_seconds["embed"] += time.perf_counter() - t0
         chunk_vecs, sent_vecs = vectors[: len(chunk_texts)], vectors[len(chunk_texts):]
         docs, ci, si = [], 0, 0
         for a, sents, chunks in zip(articles, all_sentences, all_chunks):
@@ -129,13 +149,25 @@ def _write(indexer: Indexer, index_dir: Path, to_add: Sequence[Article], to_remo
         for doc_id in to_remove:
             writer.remove(doc_id)
         bar = tqdm(total=len(to_add), unit="doc", desc="indexing", disable=not progress)
-        for batch in _batches(to_add, BATCH_DOCUMENTS):
-            processed = indexer.process(batch)
+
+        def store(docs: list[IndexedDocument]) -> None:
             t = time.perf_counter()
-            for doc in processed:
+            for doc in docs:
                 writer.add(doc)
             stages["store"] += time.perf_counter() - t
-            bar.update(len(batch))
+            bar.update(len(docs))
+
+        # spaCy annotates the next batch while the embedder (which releases the GIL) encodes
+        # this one: the two halves overlap on a multi-core machine.
+        with ThreadPoolExecutor(1, thread_name_prefix="index-embed") as ahead:
+            pending = None
+            for batch in _batches(to_add, BATCH_DOCUMENTS):
+                prepared = indexer.prepare(batch)
+                if pending is not None:
+                    store(pending.result())
+                pending = ahead.submit(indexer.embed, prepared)
+            if pending is not None:
+                store(pending.result())
         bar.close()
         t = time.perf_counter()
         writer.commit(build_seconds=time.perf_counter() - started)

@@ -77,6 +77,13 @@ def test_int8_vector_does_not_depend_on_batch_mates(int8_embedder, texts):
     assert np.array_equal(int8_embedder.encode_one(texts[0]), alone)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_concurrent_workers_give_the_vectors_one_worker_gives(cache_dir, texts, backend):
+    one = Embedder(backend=backend, cache_dir=cache_dir, workers=1, batch_size=4)
+    many = Embedder(backend=backend, cache_dir=cache_dir, workers=3, batch_size=4)
+    assert np.array_equal(many.encode(texts * 3), one.encode(texts * 3))
+
+
 def test_token_counts_and_limits_match(torch_embedder, onnx_embedder, texts):
     # Chunk boundaries depend on count_tokens: equal counts keep stored chunks identical.
     for text in texts:

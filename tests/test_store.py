@@ -98,6 +98,48 @@ def test_incremental_add_remove_matches_full_rebuild(indexer, tmp_path):
     assert Index.open(inc).manifest.documents == Index.open(full).manifest.documents
 
 
+def test_small_overlapped_batches_build_the_same_index(indexer, tmp_path, monkeypatch):
+    import indexing.pipeline as pipeline
+
+    whole = tmp_path / "whole"
+    build(ARTICLES, whole, indexer)
+    monkeypatch.setattr(pipeline, "BATCH_DOCUMENTS", 2)  # annotate and embed overlap
+    split = tmp_path / "split"
+    build(ARTICLES, split, indexer)
+    assert _results(split, indexer.embedder) == _results(whole, indexer.embedder)
+    a, b = Index.open(whole), Index.open(split)
+    for doc_id in a.manifest.documents:
+        for x, y in zip(a.sentences(doc_id, 0, 10**6), b.sentences(doc_id, 0, 10**6),
+                        strict=True):
+            assert (x.ord, x.start, x.end, x.annotation) == (y.ord, y.start, y.end, y.annotation)
+            assert np.array_equal(x.vector, y.vector)
+
+
+def test_embedding_failing_mid_build_keeps_the_old_index(indexer, index_copy, tmp_path,
+                                                          monkeypatch):
+    import indexing.pipeline as pipeline
+
+    before = _results(index_copy, indexer.embedder)
+    corpus = tmp_path / "more"
+    shutil.copytree(ARTICLES, corpus)
+    for k in range(5):
+        (corpus / f"extra-{k}.txt").write_text(f"Extra article {k}\n\nA sentence about item {k}.")
+    monkeypatch.setattr(pipeline, "BATCH_DOCUMENTS", 2)
+    calls = []
+    real = indexer.embed
+
+    def failing(prepared):
+        calls.append(len(prepared.articles))
+        if len(calls) == 2:
+            raise RuntimeError("worker died")
+        return real(prepared)
+
+    monkeypatch.setattr(indexer, "embed", failing)
+    with pytest.raises(RuntimeError, match="worker died"):
+        build(corpus, index_copy, indexer)
+    assert _results(index_copy, indexer.embedder) == before
+
+
 def test_incremental_build_skips_unchanged_and_reindexes_changed(indexer, tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(ARTICLES, corpus)
