@@ -30,7 +30,13 @@ index: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/article-qa serve --index $(INDEX) --corpus $(CORPUS)
 
-test: $(STAMP)
+# The tests include the Ray cluster tests, so they install the `ray` extra (~750 MB).
+RAY_STAMP := $(VENV)/.installed-ray
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	touch $(RAY_STAMP)
+
+test: $(RAY_STAMP)
 	$(PY) -m pytest
 
 # The offline evaluation on the held-out split, with baselines; reports in eval/out.

@@ -155,10 +155,10 @@ def run_cmd(ctx, dataset, index_dir, url, corpus, out_dir, baselines, fail_under
 
 def _pipelines(settings: Settings, corpus: Path | None, baselines: bool) -> dict:
     from eval.baselines import build_systems, default_names
-    from indexing.store import live_generation
+    from indexing.shards import index_exists
 
     index_dir = Path(settings.index)
-    empty = not index_dir.exists() or live_generation(index_dir) is None
+    empty = not index_exists(index_dir)
     if empty and corpus is None:
         # Say so before spending seconds on loading models.
         raise EvalError(f"no index in {index_dir}; build one with `article-qa index build "

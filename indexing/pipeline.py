@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,16 @@ from indexing.chunking import TIKTOKEN_ENCODING, Chunk, ChunkParams, chunk_docum
 from indexing.embedding import DEFAULT_MODEL, Embedder
 from indexing.errors import CorpusError, DocumentNotFoundError, IncompatibleIndexError
 from indexing.sentences import Sentence, load_nlp, split_sentences
-from indexing.store import FORMAT_VERSION, IndexedDocument, Manifest, live_generation, write_index
+from indexing.shards import (
+    ShardedIndex,
+    ShardedWriter,
+    index_exists,
+    is_sharded,
+    open_index,
+    rebuild_advice,
+    write_sharded,
+)
+from indexing.store import FORMAT_VERSION, IndexedDocument, Manifest, write_index
 
 # Documents per annotate/embed step: small enough that the two steps overlap early.
 BATCH_DOCUMENTS = 16
@@ -134,18 +144,56 @@ def _batches(items: Sequence[Article], size: int) -> Iterable[Sequence[Article]]
         yield items[i: i + size]
 
 
+@contextmanager
+def _writer(indexer: Indexer, index_dir: Path, rebuild: bool, shards: int | None):
+    """The writer a change to `index_dir` goes through: one IndexWriter, or a
+    ShardedWriter when the index is (or is to become) sharded."""
+    options = {"index_type": indexer.index_type, "index_threshold": indexer.index_threshold}
+    if shards is not None or is_sharded(index_dir):
+        with write_sharded(index_dir, indexer.manifest(), shards, rebuild,
+                           on_open=lambda w, d: indexer.check_compatible(w.manifest, d),
+                           **options) as writer:
+            yield writer
+        return
+    with write_index(index_dir, indexer.manifest(), rebuild=rebuild, **options) as writer:
+        if not rebuild:
+            indexer.check_compatible(writer.manifest, index_dir)
+        yield writer
+
+
+def _commit(writer, build_seconds: float | None = None) -> tuple[int, int]:
+    """Publish `writer`'s change; returns the index's (documents, chunks) after it."""
+    if isinstance(writer, ShardedWriter):
+        return writer.commit(build_seconds)
+    writer.commit(build_seconds=build_seconds)
+    return len(writer.documents), int(writer.vectors.ntotal)
+
+
+def _processed(indexer: Indexer, articles: Sequence[Article]) -> Iterable[list[IndexedDocument]]:
+    """Batches of finished documents, in order. spaCy annotates the next batch while the
+    embedder (which releases the GIL) encodes this one: the halves overlap on many cores."""
+    with ThreadPoolExecutor(1, thread_name_prefix="index-embed") as ahead:
+        pending = None
+        for batch in _batches(articles, BATCH_DOCUMENTS):
+            prepared = indexer.prepare(batch)
+            if pending is not None:
+                yield pending.result()
+            pending = ahead.submit(indexer.embed, prepared)
+        if pending is not None:
+            yield pending.result()
+
+
 def _write(indexer: Indexer, index_dir: Path, to_add: Sequence[Article], to_remove: Iterable[str],
-           rebuild: bool, progress: bool, on_skip: Callable[[SkippedFile], None] | None = None,
+           rebuild: bool, progress: bool, shards: int | None = None, processor=None,
            ) -> tuple[int, int, dict[str, float]]:
-    """Apply removals then additions in one atomic generation; returns (docs, chunks, stages)."""
+    """Apply removals then additions atomically (one generation, or one per changed shard
+    published together); returns (docs, chunks, stages). `processor` (a
+    `cluster.RayProcessor`) annotates and embeds on a Ray cluster instead of here."""
     from tqdm import tqdm
 
     stages = {"store": 0.0}
     started = time.perf_counter()
-    with write_index(index_dir, indexer.manifest(), rebuild=rebuild, index_type=indexer.index_type,
-                     index_threshold=indexer.index_threshold) as writer:
-        if not rebuild:
-            indexer.check_compatible(writer.manifest, index_dir)
+    with _writer(indexer, Path(index_dir), rebuild, shards) as writer:
         for doc_id in to_remove:
             writer.remove(doc_id)
         bar = tqdm(total=len(to_add), unit="doc", desc="indexing", disable=not progress)
@@ -157,31 +205,30 @@ def _write(indexer: Indexer, index_dir: Path, to_add: Sequence[Article], to_remo
             stages["store"] += time.perf_counter() - t
             bar.update(len(docs))
 
-        # spaCy annotates the next batch while the embedder (which releases the GIL) encodes
-        # this one: the two halves overlap on a multi-core machine.
-        with ThreadPoolExecutor(1, thread_name_prefix="index-embed") as ahead:
-            pending = None
-            for batch in _batches(to_add, BATCH_DOCUMENTS):
-                prepared = indexer.prepare(batch)
-                if pending is not None:
-                    store(pending.result())
-                pending = ahead.submit(indexer.embed, prepared)
-            if pending is not None:
-                store(pending.result())
+        t = time.perf_counter()
+        batches = processor.process(indexer, to_add) if processor is not None else \
+            _processed(indexer, to_add)
+        for docs in batches:
+            store(docs)
+        if processor is not None:
+            stages["cluster"] = time.perf_counter() - t - stages["store"]
         bar.close()
         t = time.perf_counter()
-        writer.commit(build_seconds=time.perf_counter() - started)
+        documents, chunks = _commit(writer, time.perf_counter() - started)
         stages["store"] += time.perf_counter() - t
-        return len(writer.documents), int(writer.vectors.ntotal), stages
+        return documents, chunks, stages
 
 
 def build(corpus: Path, index_dir: Path, indexer: Indexer, rebuild: bool = False,
-          progress: bool = False, warn: Callable[[str], None] = print) -> BuildReport:
+          progress: bool = False, warn: Callable[[str], None] = print,
+          shards: int | None = None, processor=None) -> BuildReport:
     """Index every article under `corpus` into `index_dir`, incrementally unless `rebuild`.
 
     Unchanged documents (same content hash) are kept, changed ones re-indexed, and
-    documents no longer in the corpus removed. Raises CorpusError when nothing at all
-    could be indexed.
+    documents no longer in the corpus removed. `shards` makes a new (or rebuilt) index
+    sharded (indexing/shards.py); an existing sharded index stays so. `processor`
+    annotates and embeds on a Ray cluster (indexing/cluster.py). Raises CorpusError when
+    nothing at all could be indexed.
     """
     started = time.perf_counter()
     t = time.perf_counter()
@@ -199,24 +246,26 @@ def build(corpus: Path, index_dir: Path, indexer: Indexer, rebuild: bool = False
 
     existing: dict[str, str] = {}
     index_dir = Path(index_dir)
-    if not rebuild and index_dir.exists() and live_generation(index_dir) is not None:
-        from indexing.store import Index
-
-        current = Index.open(index_dir)
+    if not rebuild and index_exists(index_dir):
+        current = open_index(index_dir)
         indexer.check_compatible(current.manifest, index_dir)
         existing = dict(current.manifest.documents)
         current.close()
+        have = len(current.shards) if isinstance(current, ShardedIndex) else None
+        if shards is not None and have != shards:
+            raise IncompatibleIndexError(
+                f"index {index_dir} has {have or 'no'} shards, not {shards}; "
+                f"{rebuild_advice(index_dir, shards)}")
     wanted = {a.doc_id for a in articles}
     to_add = [a for a in articles if existing.get(a.doc_id) != a.content_hash]
     to_remove = sorted((set(existing) - wanted) | {a.doc_id for a in to_add if a.doc_id in existing})
     removed = len(set(existing) - wanted)
     indexer.stage_seconds = {k: 0.0 for k in indexer.stage_seconds}
     if to_add or to_remove or not existing:
-        documents, chunks, stages = _write(indexer, index_dir, to_add, to_remove, rebuild, progress)
+        documents, chunks, stages = _write(indexer, index_dir, to_add, to_remove, rebuild, progress,
+                                           shards, processor)
     else:
-        from indexing.store import Index
-
-        current = Index.open(index_dir)
+        current = open_index(index_dir)
         documents, chunks, stages = current.document_count, current.chunk_count, {"store": 0.0}
         current.close()
     return BuildReport(
@@ -241,20 +290,19 @@ def remove_documents(index_dir: Path, doc_ids: Sequence[str]) -> BuildReport:
 
     Needs no model: nothing is embedded.
     """
-    from indexing.store import Index
-
     started = time.perf_counter()
     index_dir = Path(index_dir)
-    current = Index.open(index_dir)
+    current = open_index(index_dir)
     manifest = current.manifest
     current.close()
-    with write_index(index_dir, manifest) as writer:
+    sharded = isinstance(current, ShardedIndex)
+    with (write_sharded(index_dir, manifest) if sharded else write_index(index_dir, manifest)) \
+            as writer:
         unknown = [d for d in doc_ids if d not in writer.documents]
         if unknown:
             raise DocumentNotFoundError(
                 f"not in index {index_dir}: {', '.join(unknown)} (see `article-qa index info`)")
         for doc_id in doc_ids:
             writer.remove(doc_id)
-        writer.commit()
-        documents, chunks = len(writer.documents), int(writer.vectors.ntotal)
+        documents, chunks = _commit(writer)
     return BuildReport(documents, 0, 0, len(doc_ids), (), chunks, time.perf_counter() - started)

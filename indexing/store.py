@@ -219,12 +219,17 @@ class Index:
         self._term_docs = int(self.conn().execute("SELECT count(*) FROM chunks_fts").fetchone()[0])
 
     @classmethod
-    def open(cls, index_dir: Path, expect_model: str | None = None) -> Index:
-        """Open the live generation of `index_dir`, checking format, model and integrity."""
+    def open(cls, index_dir: Path, expect_model: str | None = None,
+             generation: Path | None = None, fix: str | None = None) -> Index:
+        """Open the live generation of `index_dir` (or `generation`), checking format, model
+        and integrity. `fix` replaces the advice errors end with (a shard's names its set)."""
         index_dir = Path(index_dir)
-        fix = f"rebuild it with `article-qa index build --index {index_dir} --rebuild`"
-        generation = live_generation(index_dir)
-        if generation is None:
+        fix = fix or f"rebuild it with `article-qa index build --index {index_dir} --rebuild`"
+        generation = generation if generation is not None else live_generation(index_dir)
+        if generation is None or not generation.is_dir():
+            if generation is not None:
+                raise CorruptIndexError(f"index {index_dir}: generation {generation.name} is "
+                                        f"missing; {fix}")
             raise IndexNotFoundError(
                 f"no index in {index_dir}; build one with "
                 f"`article-qa index build --corpus data/articles --index {index_dir}`"
@@ -513,8 +518,13 @@ class IndexWriter:
             self.vectors.add_with_ids(np.ascontiguousarray(doc.chunk_vectors, dtype=np.float32), ids)
         self.documents[a.doc_id] = a.content_hash
 
-    def commit(self, build_seconds: float | None = None) -> Path:
-        """Publish the change as the next generation; returns its directory."""
+    def commit(self, build_seconds: float | None = None, publish: bool = True) -> Path:
+        """Publish the change as the next generation; returns its directory.
+
+        With `publish=False` the generation is written and made durable but CURRENT still
+        names the old one, and nothing is collected: a sharded index publishes all its
+        shards' new generations at once (indexing/shards.py), then `publish_generation`.
+        """
         import faiss
 
         self.conn.execute("COMMIT")
@@ -540,15 +550,9 @@ class IndexWriter:
         generation = self.index_dir / _next_generation_name(self.index_dir)
         os.rename(self.tmp, generation)
         _fsync_dir(self.index_dir)
-        pointer = self.index_dir / f".{CURRENT}.tmp"
-        with open(pointer, "w", encoding="utf-8") as fh:
-            fh.write(generation.name + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(pointer, self.index_dir / CURRENT)
-        _fsync_dir(self.index_dir)
         self.manifest = manifest
-        _collect_garbage(self.index_dir, keep=generation.name)
+        if publish:
+            publish_generation(self.index_dir, generation.name)
         return generation
 
     def _settle_vectors(self) -> dict:
@@ -581,6 +585,23 @@ class IndexWriter:
             self.conn.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a reader sees the old or the new file, whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def publish_generation(index_dir: Path, name: str) -> None:
+    """Point CURRENT at generation `name` and collect the generations no longer needed."""
+    write_atomically(index_dir / CURRENT, name + "\n")
+    _collect_garbage(index_dir, keep=name)
 
 
 def _collect_garbage(index_dir: Path, keep: str) -> None:

@@ -87,19 +87,37 @@ def _indexer(settings: Settings):
               help="vector index: exact flat, approximate ivf/hnsw, or auto (flat below "
                    "ARTICLE_QA_INDEX_THRESHOLD chunks, ivf above) [env ARTICLE_QA_INDEX_TYPE; "
                    "default: what the index records, auto for a new one]")
+@click.option("--shards", type=click.IntRange(1, 256), default=None,
+              help="split a new (or --rebuild) index into N shards, searched together; an "
+                   "existing sharded index keeps its count")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="annotate and embed on the Ray cluster at ADDRESS (HOST:PORT of its head, "
+                   "or auto); the index is written here [needs article-qa[ray]]")
 @friendly_errors
-def index_build(corpus, index_dir, model, rebuild, chunk_tokens, chunk_overlap, index_type) -> None:
+def index_build(corpus, index_dir, model, rebuild, chunk_tokens, chunk_overlap, index_type,
+                shards, ray_address) -> None:
     """Index a corpus; incremental (unchanged documents are skipped) unless --rebuild."""
     from indexing.pipeline import build
+    from indexing.shards import is_sharded
     from indexing.store import set_index_choice
 
     s = Settings().with_overrides(corpus=corpus, index=index_dir, model=model,
                                   chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                                   index_type=index_type)
+    processor = None
+    if ray_address is not None:  # joined first: a wrong address fails before models load
+        from indexing.cluster import RayProcessor
+
+        processor = RayProcessor(ray_address)
+        click.echo(f"indexing on the Ray cluster at {ray_address} ({processor.actors} "
+                   "annotation actors)", err=True)
     report = build(s.corpus, s.index, _indexer(s), rebuild=rebuild, progress=sys.stderr.isatty(),
-                   warn=lambda m: click.echo(m, err=True))
+                   warn=lambda m: click.echo(m, err=True), shards=shards, processor=processor)
+    if processor is not None:
+        click.echo(f"annotated and embedded on {len(processor.nodes)} Ray node(s)", err=True)
     # A build that found nothing to re-embed wrote nothing: apply a new choice on its own.
-    set_index_choice(s.index, s.index_type, s.index_threshold)
+    if not is_sharded(Path(s.index)):
+        set_index_choice(s.index, s.index_type, s.index_threshold)
     click.echo(f"indexed {s.corpus} -> {s.index}: {report.summary()}")
 
 
@@ -147,14 +165,21 @@ def index_remove(index_dir, doc_ids) -> None:
 @friendly_errors
 def index_info(index_dir, as_json) -> None:
     """Documents, chunks, model, sizes and build time of an index."""
-    from indexing.store import Index
+    from indexing.shards import ShardedIndex, open_index
 
     s = Settings().with_overrides(index=index_dir)
-    ix = Index.open(s.index)
+    ix = open_index(Path(s.index))
     m = ix.manifest
     sizes = ix.size_bytes()
+    sharded = isinstance(ix, ShardedIndex)
     info = {
-        "index": str(s.index), "generation": ix.generation.name,
+        "index": str(s.index),
+        "generation": (", ".join(f"{n} {g}" for n, g in ix.live.shards) if sharded
+                       else ix.generation.name),
+        **({"shards": [{"shard": n, "generation": g, "documents": sh.document_count,
+                        "chunks": sh.chunk_count, "index_type": sh.manifest.index_type,
+                        "total_bytes": sum(sh.size_bytes().values())}
+                       for (n, g), sh in zip(ix.live.shards, ix.shards)]} if sharded else {}),
         "documents": ix.document_count, "chunks": ix.chunk_count,
         "model": m.model, "dim": m.dim, "tokenizer": m.tokenizer, "spacy_model": m.spacy_model,
         "chunk_target_tokens": m.chunk_target_tokens,
@@ -170,6 +195,9 @@ def index_info(index_dir, as_json) -> None:
     for key, value in info.items():
         if key == "size_bytes":
             value = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in value.items())
+        if key == "shards":
+            value = "; ".join(f"{v['shard']}: {v['documents']} documents, {v['chunks']} chunks, "
+                              f"{v['index_type']}, {v['total_bytes'] / 1e6:.2f} MB" for v in value)
         click.echo(f"{key:>24}: {value}")
 
 
@@ -186,14 +214,25 @@ def index_info(index_dir, as_json) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="server processes, each with its own models and index [1; env "
                    "ARTICLE_QA_WORKERS]")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="serve on the Ray cluster at ADDRESS (HOST:PORT of its head, or auto): "
+                   "--replicas copies of the API behind Ray Serve's proxy at --host/--port "
+                   "[needs article-qa[ray]]")
+@click.option("--replicas", type=click.IntRange(1, 256), default=None,
+              help="API replicas on Ray (with --ray) [2]")
 @min_confidence_option
 @friendly_errors
-def serve(index_dir, host, port, corpus, allow_open_writes, workers, min_confidence) -> None:
+def serve(index_dir, host, port, corpus, allow_open_writes, workers, ray_address, replicas,
+          min_confidence) -> None:
     """Start the HTTP API (builds the index first when the directory has none).
 
     Write routes are open unless ARTICLE_QA_API_KEY is set, so a non-loopback --host
     needs the key or --allow-open-writes.
     """
+    if replicas is not None and ray_address is None:
+        _fail("--replicas needs --ray ADDRESS (on one machine, use --workers N)", 2)
+    if ray_address is not None and workers is not None:
+        _fail("--workers is for one machine; on Ray, use --replicas N", 2)
     from service.security import RateLimit, is_loopback, writes_are_open
 
     s = Settings().with_overrides(index=index_dir, host=host, port=port, corpus=corpus,
@@ -207,6 +246,15 @@ def serve(index_dir, host, port, corpus, allow_open_writes, workers, min_confide
     # Check the index before importing and loading the models (seconds), so a damaged one
     # fails fast and clearly; then load (and build) before binding.
     _verify_index(Path(s.index))
+    if ray_address is not None:
+        from indexing.cluster import connect
+        from service.qa import ensure_index
+        from service.ray_serve import serve_on_ray
+
+        connect(ray_address)  # a wrong address fails before any indexing
+        ensure_index(s)  # built here, once, before any replica opens it
+        serve_on_ray(s, ray_address, replicas or 2, echo=lambda m: click.echo(m, err=True))
+        return
     import uvicorn
 
     from service.app import create_app
@@ -235,16 +283,30 @@ def serve(index_dir, host, port, corpus, allow_open_writes, workers, min_confide
 def _verify_index(index_dir: Path) -> None:
     """Raise CorruptIndexError unless the index (if there is one) opens, its store passes
     SQLite's quick_check and every document matches the hash the manifest records."""
+
+    from indexing.shards import ShardedIndex, index_exists, open_index, rebuild_advice
+
+    if not index_exists(index_dir):
+        return  # serve builds it
+    ix = open_index(index_dir)
+    if not isinstance(ix, ShardedIndex):
+        _verify_part(ix, str(index_dir), rebuild_advice(index_dir))
+        return
+    try:
+        for (name, _), shard in zip(ix.live.shards, ix.shards):
+            _verify_part(shard, f"{index_dir} (shard {name})",
+                         rebuild_advice(index_dir, len(ix.shards)), close=False)
+    finally:
+        ix.close()
+
+
+def _verify_part(ix, index_dir: str, fix: str, close: bool = True) -> None:
+    """`_verify_index` of one store (an index, or one shard of a sharded index)."""
     import sqlite3
 
     from indexing.articles import Article
     from indexing.errors import CorruptIndexError
-    from indexing.store import Index, live_generation
 
-    if not index_dir.exists() or live_generation(index_dir) is None:
-        return  # serve builds it
-    ix = Index.open(index_dir)
-    fix = f"rebuild it with `article-qa index build --index {index_dir} --rebuild`"
     try:
         check = ix.conn().execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
@@ -270,7 +332,8 @@ def _verify_index(index_dir: Path) -> None:
         raise CorruptIndexError(f"index {index_dir}: store.sqlite is unreadable ({exc}); "
                                 f"{fix}") from None
     finally:
-        ix.close()
+        if close:
+            ix.close()
 
 
 def _unit_vectors(ix, batch: int = 8192) -> bool:

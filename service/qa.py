@@ -18,7 +18,8 @@ from indexing.articles import Article
 from indexing.chunking import ChunkParams
 from indexing.errors import DocumentNotFoundError, DuplicateDocumentError
 from indexing.pipeline import Indexer, add_articles, build, remove_documents
-from indexing.store import Index, live_generation
+from indexing.shards import index_exists, open_index
+from indexing.store import Index
 from service.answers import Answer, aggregate
 from service.cache import LRUCache
 from service.retrieval import Passage, Retriever
@@ -48,7 +49,7 @@ def ensure_index(settings: Settings, indexer: Indexer | None = None) -> Indexer 
     Returns the indexer it loaded (or was given) when it built, else None.
     """
     index_dir = Path(settings.index)
-    if index_dir.exists() and live_generation(index_dir) is not None:
+    if index_exists(index_dir):
         return None
     indexer = indexer or indexer_for(settings)
     build(Path(settings.corpus), index_dir, indexer)
@@ -137,7 +138,7 @@ class QAPipeline:
         return cls(settings, **kwargs)
 
     def _open(self) -> _Snapshot:
-        index = Index.open(Path(self.settings.index), expect_model=self.embedder.name)
+        index = open_index(Path(self.settings.index), expect_model=self.embedder.name)
         return _Snapshot(index, Retriever(index, self.embedder, self.nlp.vocab,
                                           mode=self.retrieval_mode), LRUCache(self.answer_cache))
 
