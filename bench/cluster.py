@@ -124,17 +124,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--index", type=Path, default=ROOT / "index",
                         help="the index `serve --ray` answers from")
+    parser.add_argument("--only", choices=["indexing", "serving"])
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory() as sub:
-        corpus = _subset(args.corpus, args.limit, Path(sub))
-        rates = indexing(corpus, args.runs)
-    print(f"\nIndexing the first {args.limit} files of {args.corpus.name} into 2 shards "
-          f"(median of {args.runs}, documents/s):\n")
-    print("| build | documents/s | runs |\n|---|---:|---|")
-    for name, values in rates.items():
-        print(f"| {name} | {statistics.median(values):.2f} | "
-              f"{', '.join(f'{v:.2f}' for v in values)} |")
+    if args.only != "serving":
+        with tempfile.TemporaryDirectory() as sub:
+            corpus = _subset(args.corpus, args.limit, Path(sub))
+            rates = indexing(corpus, args.runs)
+        print(f"\nIndexing the first {args.limit} files of {args.corpus.name} into 2 shards "
+              f"(median of {args.runs}, documents/s):\n")
+        print("| build | documents/s | runs |\n|---|---:|---|")
+        for name, values in rates.items():
+            print(f"| {name} | {statistics.median(values):.2f} | "
+                  f"{', '.join(f'{v:.2f}' for v in values)} |")
+    if args.only == "indexing":
+        return
     rps = serving(args.index, args.seconds, args.runs)
     print(f"\n`/ask` at 8 clients, {args.seconds:g} s, on the two-node cluster (median of "
           f"{args.runs}, requests/s):\n")

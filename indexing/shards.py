@@ -6,7 +6,7 @@ Layout of a sharded index directory::
                   replaced atomically (the commit point of every write)
     shard-000/    an index directory in the store format (CURRENT, gen-*/, .lock) holding
     shard-001/    the documents whose doc_id hashes to it (`shard_of`)
-    .lock         writers hold an exclusive flock on it
+    .lock         writers hold an exclusive flock on it (`store.writer_lock`)
 
 A write makes a new, unpublished generation in each shard it changes
 (`IndexWriter.commit(publish=False)`), then replaces SHARDS, then points each shard's
@@ -23,7 +23,6 @@ so a sharded index ranks passages as one index of the same documents does.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -49,6 +48,7 @@ from indexing.store import (
     live_generation,
     publish_generation,
     write_atomically,
+    writer_lock,
 )
 
 SHARDS = "SHARDS"
@@ -126,18 +126,6 @@ def read_shard_set(index_dir: Path) -> ShardSet:
         raise CorruptIndexError(f"sharded index {index_dir}: unreadable {SHARDS} ({exc}); "
                                 f"{rebuild_advice(index_dir)}") from None
     return ShardSet(shards, float(data.get("last_build_seconds") or 0.0))
-
-
-@contextmanager
-def locked(index_dir: Path) -> Iterator[None]:
-    """The sharded index's writer lock (each shard also has its own)."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def roll_forward(index_dir: Path, live: ShardSet) -> None:
@@ -547,7 +535,7 @@ def write_sharded(index_dir: Path, manifest: Manifest, shards: int | None = None
     from contextlib import ExitStack
 
     index_dir = Path(index_dir)
-    with locked(index_dir), ExitStack() as stack:
+    with writer_lock(index_dir), ExitStack() as stack:
         live = None
         if not rebuild and is_sharded(index_dir):
             live = read_shard_set(index_dir)

@@ -421,7 +421,8 @@ class Index:
 
 # -- writing ---------------------------------------------------------------------
 @contextmanager
-def _writer_lock(index_dir: Path) -> Iterator[None]:
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Hold the directory's exclusive writer lock (a flock on its .lock file)."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / ".lock", "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -629,7 +630,7 @@ def write_index(index_dir: Path, manifest: Manifest, rebuild: bool = False,
     if index_type is not None:
         vector_index.choose(index_type, 0, 0)  # raises ValueError on an unknown type
     index_dir = Path(index_dir)
-    with _writer_lock(index_dir):
+    with writer_lock(index_dir):
         for p in index_dir.glob(".tmp-*"):  # left by a writer that was killed
             shutil.rmtree(p, ignore_errors=True)
         base = None if rebuild else live_generation(index_dir)

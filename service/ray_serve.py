@@ -1,27 +1,48 @@
 """`article-qa serve --ray ADDRESS --replicas N`: the same API on Ray Serve.
 
-N replicas of the Litestar app (`service.app.app_from_environment`, the app `serve
---workers` runs) sit behind Ray Serve's HTTP proxy on the head node, so every route,
-the chat page, API keys and every error shape are the ones a single server has. Each
-replica loads the models and opens the index (sharded or not) itself: the index
-directory must be at the same path on every node (shared storage), and a replica that
-dies is restarted by Serve while the others answer.
+Two deployments:
+
+* `api`: N replicas, each running the Litestar app (`service.app.app_from_environment`,
+  the app `serve --workers` runs) with its own models and view of the index, so every
+  route, the chat page, API keys and every error shape are the ones a single server has;
+* `gateway`: the HTTP ingress behind Serve's proxy on the head node. It hands each
+  request, whole, to an `api` replica and streams the reply back. When that replica
+  dies before replying, a request that only reads (GET, /ask, /search, /chat) goes to
+  another replica, so a client never sees the failure; a write gets a 503 that says
+  so, because it may or may not have been applied.
+
+The index directory must be at the same path on every node (shared storage). Serve
+restarts a replica that dies.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import threading
+import time
+from collections.abc import AsyncIterator
 
 from indexing.cluster import ClusterError, connect
 from service.settings import Settings
 
 APP_NAME = "article-qa"
-# CPUs a replica reserves: its reader and embedder run one request at a time.
+# CPUs an API replica reserves: its reader and embedder run one request at a time. The
+# gateway only forwards bytes and reserves none, like Serve's own proxy.
 REPLICA_CPUS = 1.0
+GATEWAY_CPUS = 0.0
 # Requests one replica takes at once before the proxy queues them at another.
 MAX_ONGOING_REQUESTS = 8
+# How long a reading request is retried while replicas die under it or restart (all of
+# them may be down at once for the seconds a restart takes), and the longest pause.
+RETRY_SECONDS = 60.0
+MAX_BACKOFF_S = 2.0
+# Scope keys a replica needs to rebuild the request (the rest is the proxy's own).
+_SCOPE_KEYS = ("type", "http_version", "method", "scheme", "path", "raw_path",
+               "query_string", "root_path", "headers", "client", "server")
+_READING = {"/ask", "/search", "/chat"}
 
 
 def _environment(settings: Settings) -> dict[str, str]:
@@ -35,21 +56,176 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _portable(scope: dict) -> dict:
+    """The parts of an ASGI scope that cross to another process (bytes, str, tuples)."""
+    out = {k: scope[k] for k in _SCOPE_KEYS if k in scope}
+    out["headers"] = [(bytes(k), bytes(v)) for k, v in scope.get("headers", [])]
+    for k in ("client", "server"):
+        if out.get(k) is not None:
+            out[k] = tuple(out[k])
+    return out
+
+
+def reads_only(scope: dict) -> bool:
+    """Whether repeating the request on another replica changes nothing."""
+    return scope["method"] in ("GET", "HEAD", "OPTIONS") or \
+        (scope["method"] == "POST" and scope["path"] in _READING)
+
+
+class API:
+    """An `api` replica: the app, driven through its ASGI interface."""
+
+    def __init__(self):
+        from service.app import app_from_environment
+
+        self.app = app_from_environment()
+        self._lifespan: asyncio.Queue = asyncio.Queue()
+        self._started = asyncio.Event()
+        self._task = None
+
+    async def _start(self) -> None:
+        # The app loads its pipeline in the ASGI lifespan, as under uvicorn.
+        if self._task is None:
+            failed: list[str] = []
+
+            async def receive():
+                return await self._lifespan.get()
+
+            async def send(message):
+                if message["type"].startswith("lifespan.startup"):
+                    if message["type"].endswith("failed"):
+                        failed.append(message.get("message", ""))
+                    self._started.set()
+
+            self._task = asyncio.ensure_future(self.app({"type": "lifespan", "asgi": {
+                "version": "3.0"}, "state": {}}, receive, send))
+            await self._lifespan.put({"type": "lifespan.startup"})
+            await self._started.wait()
+            if failed:
+                raise RuntimeError(f"the app did not start: {failed[0]}")
+        await self._started.wait()
+
+    async def __call__(self, scope: dict, body: bytes) -> AsyncIterator[dict]:
+        """The ASGI messages the app sends for one request, as it sends them."""
+        await self._start()
+        messages: asyncio.Queue = asyncio.Queue()
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client stays connected
+
+        async def send(message):
+            await messages.put(message)
+
+        scope = {**scope, "asgi": {"version": "3.0"}, "state": {}}
+        task = asyncio.ensure_future(self.app(scope, receive, send))
+        while True:
+            getter = asyncio.ensure_future(messages.get())
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                message = getter.result()
+                yield message
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    break
+            else:
+                getter.cancel()
+                while not messages.empty():
+                    yield messages.get_nowait()
+                task.result()  # raises what the app raised
+                break
+        task.cancel()
+
+
+class Gateway:
+    """The HTTP ingress's ASGI app: forwards each request to an `api` replica."""
+
+    def __init__(self):
+        self._api = None
+
+    @property
+    def api(self):
+        if self._api is None:
+            from ray import serve
+
+            self._api = serve.get_deployment_handle("api", app_name=APP_NAME).options(
+                stream=True)
+        return self._api
+
+    async def __call__(self, scope, receive, send) -> None:
+        from ray import exceptions
+
+        if scope["type"] != "http":
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = _portable(scope)
+        retry = reads_only(scope)
+        deadline = time.monotonic() + RETRY_SECONDS
+        pause = 0.1
+        while True:
+            started = False
+            try:
+                async for message in self.api.remote(request, bytes(body)):
+                    started = True
+                    await send(message)
+                return
+            except (exceptions.RayActorError, exceptions.ActorUnavailableError):
+                if started:
+                    raise  # part of the reply went out: the proxy ends the connection
+                if not retry or time.monotonic() + pause > deadline:
+                    detail = ("the replica answering this request stopped, and no other "
+                              "answered in time; retry it" if retry else
+                              "the replica handling this write stopped; it may or may not "
+                              "have been applied: check, then retry it")
+                    await _json(send, 503, {"status_code": 503, "detail": detail})
+                    return
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, MAX_BACKOFF_S)
+
+
+def gateway_app() -> Gateway:
+    """The gateway's ASGI app; Serve calls this builder on each gateway replica."""
+    return Gateway()
+
+
+async def _json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
 def application(settings: Settings, replicas: int):
-    """The Serve application: `replicas` copies of the API."""
+    """The Serve application: a gateway in front of `replicas` copies of the API."""
     from ray import serve
 
-    from service.app import app_from_environment
+    api = serve.deployment(API, name="api", num_replicas=replicas,
+                           max_ongoing_requests=MAX_ONGOING_REQUESTS,
+                           ray_actor_options={
+                               "num_cpus": REPLICA_CPUS,
+                               "runtime_env": {"env_vars": _environment(settings)}})
+    gateway = serve.deployment(serve.ingress(gateway_app)(_GatewayReplica), name="gateway",
+                               num_replicas=1,
+                               max_ongoing_requests=MAX_ONGOING_REQUESTS * replicas * 4,
+                               ray_actor_options={"num_cpus": GATEWAY_CPUS})
+    return gateway.bind(api.bind())
 
-    @serve.deployment(name="api", num_replicas=replicas,
-                      max_ongoing_requests=MAX_ONGOING_REQUESTS,
-                      ray_actor_options={"num_cpus": REPLICA_CPUS,
-                                         "runtime_env": {"env_vars": _environment(settings)}})
-    @serve.ingress(app_from_environment)
-    class API:
-        """One replica: the app, its models and its view of the index."""
 
-    return API.bind()
+class _GatewayReplica:
+    """The gateway deployment: Serve runs `Gateway()` as its ASGI app; taking the `api`
+    deployment here makes it part of the application."""
+
+    def __init__(self, api):
+        self.api = api
 
 
 def serve_on_ray(settings: Settings, address: str, replicas: int, echo=print) -> None:
@@ -60,10 +236,10 @@ def serve_on_ray(settings: Settings, address: str, replicas: int, echo=print) ->
     from ray.serve.config import HTTPOptions, ProxyLocation
 
     cpus = ray.cluster_resources().get("CPU", 0)
-    if cpus < replicas * REPLICA_CPUS:
+    need = replicas * REPLICA_CPUS + GATEWAY_CPUS
+    if cpus < need:
         raise ClusterError(f"the Ray cluster at {address} has {cpus:g} CPUs; {replicas} "
-                           f"replicas need {replicas * REPLICA_CPUS:g} (add nodes or ask for "
-                           "fewer --replicas)")
+                           f"replicas need {need:g} (add nodes or ask for fewer --replicas)")
     serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port),
                 proxy_location=ProxyLocation.HeadOnly)
     try:

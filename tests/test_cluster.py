@@ -151,7 +151,9 @@ def test_an_unreachable_cluster_fails_fast_with_one_line(address, tmp_path):
     assert not (tmp_path / "index").exists()
 
 
-def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(cluster, built_index):
+def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(cluster,
+                                                                          local_sharded):
+    """Two replicas, each answering from the 2-shard index."""
     import httpx
     from ray.util.state import list_actors
 
@@ -159,7 +161,7 @@ def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(clust
     url = f"http://127.0.0.1:{port}"
     env = default_env(**LOOPBACK, ARTICLE_QA_API_KEY="sekrit")
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--index",
-                             str(built_index), "--ray", cluster.address, "--replicas", "2",
+                             str(local_sharded), "--ray", cluster.address, "--replicas", "2",
                              "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -183,10 +185,17 @@ def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(clust
         assert httpx.post(url + "/documents", json={"doc_id": "x", "text": "t"},
                           timeout=60).status_code == 401
         assert "<html" in httpx.get(url + "/", timeout=60).text.lower()
+        stream = httpx.post(url + "/chat", timeout=60, json={
+            "messages": [{"role": "user", "content": "how many troops were reported?"}],
+            "stream": True})
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert [ln for ln in stream.text.splitlines() if ln.startswith("event:")] == \
+            ["event: passages", "event: answer", "event: done"]
         replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")])
-                    if "ServeReplica" in a.class_name]
+                    if a.class_name.endswith(":api")]
         assert len(replicas) == 2 and len({a.node_id for a in replicas}) == 2
-        # One replica is killed while four clients ask: every request is answered.
+        # Each replica in turn is killed while four clients ask: the gateway sends what the
+        # dead one held to the other, so every request is answered.
         statuses: list = []
 
         def ask(n: int) -> None:
@@ -195,14 +204,15 @@ def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(clust
                     q = f"Who arrived in North Korea? ({i})"
                     statuses.append(client.post(url + "/ask", json={"question": q}).status_code)
 
-        clients = [threading.Thread(target=ask, args=(15,)) for _ in range(4)]
+        clients = [threading.Thread(target=ask, args=(25,)) for _ in range(4)]
         for t in clients:
             t.start()
-        time.sleep(1.0)
-        os.kill(replicas[0].pid, signal.SIGKILL)
+        for replica in replicas:
+            time.sleep(1.0)
+            os.kill(replica.pid, signal.SIGKILL)
         for t in clients:
             t.join(300)
-        assert statuses == [200] * 60
+        assert statuses == [200] * 100
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

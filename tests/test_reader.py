@@ -22,6 +22,15 @@ def pipeline(indexer, built_index):
     return QAPipeline(Settings(index=built_index, reader="neural"), indexer=indexer)
 
 
+def _windows(pipeline, question):
+    """The retrieval, question wordpieces and windows the reader reads for `question`."""
+    reader = pipeline.reader
+    r = pipeline.retrieve(question)
+    q_ids = reader.encoder.question_ids(question)
+    return r, q_ids, select_windows(reader.encoder, question, r.question_vector, r.evidence,
+                                    q_ids, reader.windows)
+
+
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_spans_are_exact_and_inside_one_sentence(pipeline, question):
     r = pipeline.retrieve(question)
@@ -37,10 +46,7 @@ def test_spans_are_exact_and_inside_one_sentence(pipeline, question):
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_windows_fit_the_model_and_read_each_sentence_once(pipeline, question):
     reader = pipeline.reader
-    r = pipeline.retrieve(question)
-    q_ids = reader.encoder.question_ids(question)
-    windows = select_windows(reader.encoder, question, r.question_vector, r.evidence, q_ids,
-                             reader.windows)
+    r, q_ids, windows = _windows(pipeline, question)
     assert 0 < len(windows) <= reader.windows
     seen = [k for w in windows for k in w.sentences]
     assert len(seen) == len(set(seen))
@@ -76,10 +82,7 @@ def test_all_windows_go_through_the_model_in_one_call(pipeline):
 @pytest.mark.parametrize("question", QUESTIONS[:3])
 def test_the_feature_readers_spans_are_candidates_scored_by_the_model(pipeline, question):
     reader = pipeline.reader
-    r = pipeline.retrieve(question)
-    q_ids = reader.encoder.question_ids(question)
-    windows = select_windows(reader.encoder, question, r.question_vector, r.evidence, q_ids,
-                             reader.windows)
+    r, q_ids, windows = _windows(pipeline, question)
     in_windows = {k for w in windows for k in w.sentences}
     proposed = [s for s in reader.assist.read(question, r.question_vector, r.evidence, limit=20)
                 [:reader.proposals] if r.evidence.index(s.evidence) in in_windows]
