@@ -81,12 +81,13 @@ class API:
         self.app = app_from_environment()
         self._lifespan: asyncio.Queue = asyncio.Queue()
         self._started = asyncio.Event()
+        self._failed: list[str] = []
         self._task = None
 
     async def _start(self) -> None:
-        # The app loads its pipeline in the ASGI lifespan, as under uvicorn.
+        """Run the app's ASGI lifespan startup once (it loads the pipeline, as under
+        uvicorn); the first request waits for it."""
         if self._task is None:
-            failed: list[str] = []
 
             async def receive():
                 return await self._lifespan.get()
@@ -94,16 +95,15 @@ class API:
             async def send(message):
                 if message["type"].startswith("lifespan.startup"):
                     if message["type"].endswith("failed"):
-                        failed.append(message.get("message", ""))
+                        self._failed.append(message.get("message", ""))
                     self._started.set()
 
             self._task = asyncio.ensure_future(self.app({"type": "lifespan", "asgi": {
                 "version": "3.0"}, "state": {}}, receive, send))
             await self._lifespan.put({"type": "lifespan.startup"})
-            await self._started.wait()
-            if failed:
-                raise RuntimeError(f"the app did not start: {failed[0]}")
         await self._started.wait()
+        if self._failed:
+            raise RuntimeError(f"the app did not start: {self._failed[0]}")
 
     async def __call__(self, scope: dict, body: bytes) -> AsyncIterator[dict]:
         """The ASGI messages the app sends for one request, as it sends them."""
