@@ -28,7 +28,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,6 +85,18 @@ def index_exists(index_dir: Path) -> bool:
     """Whether `index_dir` holds an index, sharded or not."""
     index_dir = Path(index_dir)
     return index_dir.is_dir() and (is_sharded(index_dir) or live_generation(index_dir) is not None)
+
+
+def index_stamp(index_dir: Path) -> str | None:
+    """What names the live index: SHARDS' text for a sharded index, CURRENT's otherwise.
+    It changes with every write, so a process sees another's write by reading it."""
+    index_dir = Path(index_dir)
+    for name in (SHARDS, CURRENT):
+        try:
+            return name + ":" + (index_dir / name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+    return None
 
 
 def rebuild_advice(index_dir: Path, shards: int | None = None) -> str:
@@ -146,6 +158,18 @@ def publish(index_dir: Path, live: ShardSet) -> None:
 
 
 # -- reading -----------------------------------------------------------------------------
+# Where this process reads shards from other processes (`serve --ray`: each shard is held
+# by a searcher on the cluster): (index_dir, shard name, generation) -> a shard.
+_remote_opener = None
+
+
+def read_shards_through(opener) -> None:
+    """Open every shard through `opener` from now on in this process (None: locally).
+    The shard it returns answers what `ShardedIndex` asks of an `Index`."""
+    global _remote_opener
+    _remote_opener = opener
+
+
 def open_index(index_dir: Path, expect_model: str | None = None):
     """The index in `index_dir`: an `Index`, or a `ShardedIndex` when it is sharded."""
     if is_sharded(Path(index_dir)):
@@ -196,6 +220,28 @@ def bm25(tokens: list[str], phrases: list[tuple[str, ...]], hits: list[int], row
     return score
 
 
+class _GlobalRefs(Mapping):
+    """Global chunk id -> ChunkRef, looked up in the owning shard (nothing is copied)."""
+
+    def __init__(self, shards: list):
+        self._shards = shards
+
+    def __getitem__(self, gid: int) -> ChunkRef:
+        n = len(self._shards)
+        ref = self._shards[gid % n].chunk_refs_of([gid // n])[0]
+        return ChunkRef(gid, ref.doc_id, ref.start, ref.end, ref.first_sentence,
+                        ref.last_sentence)
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self._shards)
+        for k, shard in enumerate(self._shards):
+            for cid in shard.chunk_refs:
+                yield cid * n + k
+
+    def __len__(self) -> int:
+        return sum(s.chunk_count for s in self._shards)
+
+
 class _ShardedVectors:
     """The merged view of the shards' vectors that callers of `Index.vectors` use."""
 
@@ -219,25 +265,16 @@ class ShardedIndex:
     Chunk ids are global: shard k's chunk i is `i * shards + k`.
     """
 
-    def __init__(self, index_dir: Path, live: ShardSet, shards: list[Index]):
+    def __init__(self, index_dir: Path, live: ShardSet, shards: list):
         self.index_dir = index_dir
         self.live = live
         self.shards = shards
         self.generation = index_dir / SHARDS
-        n = len(shards)
-        self.chunk_refs: dict[int, ChunkRef] = {
-            ref.id * n + k: ChunkRef(ref.id * n + k, ref.doc_id, ref.start, ref.end,
-                                     ref.first_sentence, ref.last_sentence)
-            for k, shard in enumerate(shards) for ref in shard.chunk_refs.values()}
-        self._doc_shard = {doc_id: k for k, shard in enumerate(shards)
-                           for doc_id in shard.manifest.documents}
+        self.chunk_refs = _GlobalRefs(shards)
         self.vectors = _ShardedVectors(shards)
         self.manifest = self._merged_manifest()
         self._token_cache: LRUCache = LRUCache(TOKEN_CACHE)
-        self._tokens = 0
-        for shard in shards:
-            self._tokens += int(shard.conn().execute(
-                "SELECT coalesce(sum(cnt), 0) FROM chunks_vocab").fetchone()[0])
+        self._tokens = sum(shard.token_total() for shard in shards)
 
     @classmethod
     def open(cls, index_dir: Path, expect_model: str | None = None) -> ShardedIndex:
@@ -246,10 +283,13 @@ class ShardedIndex:
         index_dir = Path(index_dir)
         live = read_shard_set(index_dir)
         fix = rebuild_advice(index_dir, len(live.shards))
-        shards: list[Index] = []
+        shards: list = []
         try:
             for name, generation in live.shards:
                 shard_dir = index_dir / name
+                if _remote_opener is not None:
+                    shards.append(_remote_opener(index_dir, name, generation))
+                    continue
                 if not shard_dir.is_dir():
                     raise CorruptIndexError(f"sharded index {index_dir}: shard {name} is "
                                             f"missing; {fix}")
@@ -260,6 +300,11 @@ class ShardedIndex:
                 shard.close()
             raise
         first = shards[0].manifest
+        if expect_model is not None and first.model != expect_model:
+            for shard in shards:
+                shard.close()
+            raise IncompatibleIndexError(f"index {index_dir} was built with model "
+                                         f"{first.model!r}, not {expect_model!r}; {fix}")
         for (name, _), shard in zip(live.shards, shards):
             m = shard.manifest
             if (m.model, m.dim, m.chunk_target_tokens, m.chunk_overlap_sentences) != \
@@ -289,16 +334,14 @@ class ShardedIndex:
         for shard in self.shards:
             shard.close()
 
-    def _shard(self, doc_id: str) -> Index | None:
-        k = self._doc_shard.get(doc_id)
-        return None if k is None else self.shards[k]
+    def _shard(self, doc_id: str):
+        """The shard `doc_id` lives in (documents are placed by `shard_of`)."""
+        return self.shards[shard_of(doc_id, len(self.shards))]
 
     def _by_shard(self, doc_ids: Iterable[str]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for doc_id in dict.fromkeys(doc_ids):
-            k = self._doc_shard.get(doc_id)
-            if k is not None:
-                out.setdefault(k, []).append(doc_id)
+            out.setdefault(shard_of(doc_id, len(self.shards)), []).append(doc_id)
         return out
 
     # -- documents -------------------------------------------------------------
@@ -308,10 +351,10 @@ class ShardedIndex:
 
     @property
     def chunk_count(self) -> int:
-        return len(self.chunk_refs)
+        return sum(s.chunk_count for s in self.shards)
 
     def has_document(self, doc_id: str) -> bool:
-        return doc_id in self._doc_shard
+        return self._shard(doc_id).has_document(doc_id)
 
     def list_documents(self) -> list[DocumentRecord]:
         return sorted((d for s in self.shards for d in s.list_documents()),
@@ -321,12 +364,7 @@ class ShardedIndex:
         return {k: v for s in self.shards for k, v in s.document_lengths().items()}
 
     def document(self, doc_id: str) -> DocumentRecord:
-        shard = self._shard(doc_id)
-        if shard is None:
-            from indexing.errors import DocumentNotFoundError
-
-            raise DocumentNotFoundError(f"no document with doc_id {doc_id!r} in the index")
-        return shard.document(doc_id)
+        return self._shard(doc_id).document(doc_id)
 
     def texts(self, doc_ids: Iterable[str]) -> dict[str, str]:
         return {k: v for s, ids in self._by_shard(doc_ids).items()
@@ -337,8 +375,7 @@ class ShardedIndex:
                 for k, v in self.shards[s].metadata(ids).items()}
 
     def sentences(self, doc_id: str, first: int, last: int) -> list[StoredSentence]:
-        shard = self._shard(doc_id)
-        return [] if shard is None else shard.sentences(doc_id, first, last)
+        return self._shard(doc_id).sentences(doc_id, first, last)
 
     def size_bytes(self) -> dict[str, int]:
         return {f"{name}/{file}": size for (name, _), s in zip(self.live.shards, self.shards)
@@ -346,7 +383,9 @@ class ShardedIndex:
 
     # -- search ----------------------------------------------------------------
     def chunk_ids(self, doc_ids: set[str]) -> list[int]:
-        return [c.id for c in self.chunk_refs.values() if c.doc_id in doc_ids]
+        n = len(self.shards)
+        return [cid * n + k for k, ids in self._by_shard(doc_ids).items()
+                for cid in self.shards[k].chunk_ids(set(ids))]
 
     def search_dense(self, query_vector: np.ndarray, k: int,
                      doc_ids: set[str] | None = None) -> list[tuple[int, float]]:
@@ -369,7 +408,7 @@ class ShardedIndex:
                       for cid, _ in shard.search_lexical(query, k * LEXICAL_OVERFETCH, doc_ids)]
         if not candidates:
             return []
-        hits = [sum(_phrase_rows(shard, p) for shard in self.shards) for p in phrases]
+        hits = [sum(shard.phrase_rows(p) for shard in self.shards) for p in phrases]
         rows = self.fts_documents
         average = self._tokens / rows if rows else 1.0
         tokens = self._passage_tokens(candidates)
@@ -382,7 +421,10 @@ class ShardedIndex:
         """(shard, chunk id) -> the passage's FTS5 tokens, from a cache or the store."""
         out = {p: t for p in places if (t := self._token_cache.get(p)) is not None}
         missing = [p for p in places if p not in out]
-        refs = {p: self.shards[p[0]].chunk_refs[p[1]] for p in missing}
+        refs = {}
+        for k in {p[0] for p in missing}:
+            mine = [p for p in missing if p[0] == k]
+            refs.update(zip(mine, self.shards[k].chunk_refs_of([c for _, c in mine])))
         texts = self.texts(r.doc_id for r in refs.values())
         for p, r in refs.items():
             out[p] = fts_tokens(texts[r.doc_id][r.start:r.end])
@@ -400,15 +442,6 @@ class ShardedIndex:
     @property
     def fts_documents(self) -> int:
         return sum(s.fts_documents for s in self.shards)
-
-
-def _phrase_rows(shard: Index, phrase: tuple[str, ...]) -> int:
-    """How many of the shard's passages contain `phrase` (FTS5's nHit for it)."""
-    if len(phrase) == 1:
-        return shard.document_frequency(phrase).get(phrase[0], 0)
-    quoted = '"' + " ".join(phrase).replace('"', '""') + '"'
-    return int(shard.conn().execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                    [quoted]).fetchone()[0])
 
 
 # -- writing -----------------------------------------------------------------------------

@@ -406,6 +406,22 @@ class Index:
     def fts_documents(self) -> int:
         return self._term_docs
 
+    def token_total(self) -> int:
+        """Tokens in all passages together (FTS5's length statistics)."""
+        return int(self.conn().execute(
+            "SELECT coalesce(sum(cnt), 0) FROM chunks_vocab").fetchone()[0])
+
+    def phrase_rows(self, phrase: Sequence[str]) -> int:
+        """How many passages contain `phrase`, a sequence of tokens (FTS5's nHit)."""
+        if len(phrase) == 1:
+            return self.document_frequency(phrase).get(phrase[0].lower(), 0)
+        quoted = '"' + " ".join(phrase).replace('"', '""') + '"'
+        return int(self.conn().execute(
+            "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", [quoted]).fetchone()[0])
+
+    def chunk_refs_of(self, ids: Iterable[int]) -> list[ChunkRef]:
+        return [self.chunk_refs[i] for i in ids]
+
     def sentences(self, doc_id: str, first: int, last: int) -> list[StoredSentence]:
         rows = self.conn().execute(
             'SELECT doc_id, ord, start, "end", annotation, vector FROM sentences '

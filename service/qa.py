@@ -8,6 +8,7 @@ sees half a change.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -16,14 +17,16 @@ from pathlib import Path
 
 from indexing.articles import Article
 from indexing.chunking import ChunkParams
-from indexing.errors import DocumentNotFoundError, DuplicateDocumentError
+from indexing.errors import ArticleQAError, DocumentNotFoundError, DuplicateDocumentError
 from indexing.pipeline import Indexer, add_articles, build, remove_documents
-from indexing.shards import index_exists, open_index
+from indexing.shards import index_exists, index_stamp, open_index
 from indexing.store import Index
 from service.answers import Answer, aggregate
 from service.cache import LRUCache
 from service.retrieval import Passage, Retriever
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 MAX_TOP_K = 50
@@ -98,6 +101,7 @@ class _Snapshot:
     index: Index
     retriever: Retriever
     answers: LRUCache[QAResult]
+    stamp: str | None  # `index_stamp` when it was opened
 
 
 def make_reader(nlp, kind: str, threshold: float | None = None, assist=None):
@@ -126,6 +130,7 @@ class QAPipeline:
         self.retrieval_mode = retrieval_mode
         self.answer_cache = settings.answer_cache if answer_cache is None else answer_cache
         self._write_lock = threading.Lock()
+        self._reopen_lock = threading.Lock()
         self._snapshot = self._open()
 
     @classmethod
@@ -138,13 +143,32 @@ class QAPipeline:
         return cls(settings, **kwargs)
 
     def _open(self) -> _Snapshot:
+        stamp = index_stamp(Path(self.settings.index))  # read first: a later write reopens
         index = open_index(Path(self.settings.index), expect_model=self.embedder.name)
         return _Snapshot(index, Retriever(index, self.embedder, self.nlp.vocab,
-                                          mode=self.retrieval_mode), LRUCache(self.answer_cache))
+                                          mode=self.retrieval_mode), LRUCache(self.answer_cache),
+                         stamp)
+
+    def _current(self) -> _Snapshot:
+        """The snapshot of the live index, reopened when another process (a `--workers`
+        sibling, a Ray replica, `article-qa index add`) published a write. If the new one
+        cannot be opened, the old one keeps answering."""
+        snap = self._snapshot
+        stamp = index_stamp(Path(self.settings.index))
+        if stamp is None or stamp == snap.stamp:
+            return snap
+        with self._reopen_lock:
+            if self._snapshot.stamp == snap.stamp:
+                try:
+                    self._snapshot = self._open()
+                except ArticleQAError as exc:
+                    log.warning("keeping the index open before %s: %s", stamp.strip(), exc)
+                    self._snapshot = replace(snap, stamp=stamp)
+            return self._snapshot
 
     @property
     def index(self) -> Index:
-        return self._snapshot.index
+        return self._current().index
 
     # -- reading ---------------------------------------------------------------
     def _check(self, question: str, top_k: int, doc_ids: Sequence[str] | None,
@@ -168,11 +192,11 @@ class QAPipeline:
         """Raise what `ask` would for these arguments (QuestionError, DocumentNotFoundError);
         else the question as `ask` reads it. For callers that must answer before asking,
         such as a stream whose status is sent before its first event."""
-        return self._check(question, top_k, doc_ids, self._snapshot.index)
+        return self._check(question, top_k, doc_ids, self._current().index)
 
     def search(self, query: str, k: int = 5, doc_ids: Sequence[str] | None = None) -> list[Passage]:
         """The k passages most relevant to `query`."""
-        snap = self._snapshot
+        snap = self._current()
         query = self._check(query, k, doc_ids, snap.index)
         return snap.retriever.search(query, k, doc_ids)
 
@@ -184,7 +208,7 @@ class QAPipeline:
         follow-up carries earlier turns' entities there); the reader still reads `question`.
         """
         t0 = time.perf_counter()
-        snap = self._snapshot
+        snap = self._current()
         key = (question, top_k, tuple(doc_ids) if doc_ids is not None else None, query)
         cached = snap.answers.get(key)
         if cached is not None:
@@ -198,7 +222,7 @@ class QAPipeline:
     def retrieve(self, question: str, top_k: int = 5, doc_ids: Sequence[str] | None = None,
                  *, query: str | None = None, snapshot: _Snapshot | None = None) -> Retrieved:
         """The first half of `ask`: check the question and find the passages to read."""
-        snap = snapshot or self._snapshot  # one generation for the whole request
+        snap = snapshot or self._current()  # one generation for the whole request
         question = self._check(question, top_k, doc_ids, snap.index)
         query = self._check(query, top_k, None, snap.index) if query else question
         t0 = time.perf_counter()
@@ -243,7 +267,7 @@ class QAPipeline:
     def add_document(self, article: Article, replace: bool = False) -> int:
         """Index one article and publish it; returns its number of chunks."""
         with self._write_lock:
-            if self._snapshot.index.has_document(article.doc_id) and not replace:
+            if self._current().index.has_document(article.doc_id) and not replace:
                 raise DuplicateDocumentError(
                     f"document {article.doc_id!r} already exists; use ?replace=true to replace it")
             add_articles(Path(self.settings.index), [article], self.indexer)
@@ -253,7 +277,7 @@ class QAPipeline:
     def remove_document(self, doc_id: str) -> None:
         """Remove one document and publish the change."""
         with self._write_lock:
-            if not self._snapshot.index.has_document(doc_id):
+            if not self._current().index.has_document(doc_id):
                 raise DocumentNotFoundError(f"no document with doc_id {doc_id!r} in the index")
             remove_documents(Path(self.settings.index), [doc_id])
             self._snapshot = self._open()

@@ -78,6 +78,10 @@ class API:
     def __init__(self):
         from service.app import app_from_environment
 
+        if os.environ.get("ARTICLE_QA_SHARD_SEARCHERS") == "ray":
+            from indexing.shards import read_shards_through
+
+            read_shards_through(_open_remote_shard)
         self.app = app_from_environment()
         self._lifespan: asyncio.Queue = asyncio.Queue()
         self._started = asyncio.Event()
@@ -204,28 +208,175 @@ async def _json(send, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def application(settings: Settings, replicas: int):
-    """The Serve application: a gateway in front of `replicas` copies of the API."""
+# -- shard searchers --------------------------------------------------------------------
+# What an API replica may ask a searcher of its shard (the `Index` methods ShardedIndex uses).
+_SHARD_CALLS = frozenset({
+    "texts", "metadata", "sentences", "document_frequency", "phrase_rows", "has_document",
+    "document", "list_documents", "document_lengths", "chunk_ids", "chunk_refs_of",
+    "size_bytes"})
+# Passage references an API replica keeps per shard (searches return their hits' refs).
+REF_CACHE = 65536
+
+
+class ShardSearcher:
+    """Holds one shard of a sharded index and answers the API replicas' questions about
+    it: searches, passage references, texts, sentences, statistics."""
+
+    def __init__(self, index_dir: str, name: str):
+        from pathlib import Path
+
+        self.dir = Path(index_dir) / name
+        self.fix = f"rebuild it with `article-qa index build --index {index_dir} --rebuild`"
+        self._open: dict = {}  # generation -> Index; replicas may be a write apart
+
+    def _index(self, generation: str):
+        from indexing.store import Index
+
+        ix = self._open.get(generation)
+        if ix is None:
+            ix = Index.open(self.dir, generation=self.dir / generation, fix=self.fix)
+            self._open[generation] = ix
+            for old in list(self._open)[:-3]:  # the newest three stay open
+                self._open.pop(old)
+        return ix
+
+    def summary(self, generation: str) -> dict:
+        ix = self._index(generation)
+        return {"manifest": ix.manifest.to_json(), "documents": ix.document_count,
+                "chunks": ix.chunk_count, "fts_documents": ix.fts_documents,
+                "tokens": ix.token_total(), "dim": ix.vectors.d, "ntotal": ix.vectors.ntotal}
+
+    def call(self, generation: str, method: str, *args):
+        if method not in _SHARD_CALLS:
+            raise ValueError(f"a shard searcher does not answer {method!r}")
+        return getattr(self._index(generation), method)(*args)
+
+    def search(self, generation: str, kind: str, *args) -> tuple[list, list]:
+        """Dense or lexical hits, with their passage references."""
+        ix = self._index(generation)
+        hits = (ix.search_dense if kind == "dense" else ix.search_lexical)(*args)
+        return hits, ix.chunk_refs_of([cid for cid, _ in hits])
+
+    def reconstruct(self, generation: str, cid: int):
+        return self._index(generation).vectors.reconstruct(cid)
+
+    def all_chunk_ids(self, generation: str) -> list[int]:
+        return list(self._index(generation).chunk_refs)
+
+
+class RemoteShard:
+    """A shard as an API replica sees it: its searcher on the cluster, with the interface
+    of `Index` that `ShardedIndex` uses."""
+
+    def __init__(self, handle, generation: str):
+        from indexing.cache import LRUCache
+        from indexing.store import Manifest
+
+        self._handle = handle
+        self._generation = generation
+        info = self._ask("summary")
+        self.manifest = Manifest.from_json(info["manifest"])
+        self.document_count = info["documents"]
+        self.chunk_count = info["chunks"]
+        self.fts_documents = info["fts_documents"]
+        self._tokens = info["tokens"]
+        self._refs: LRUCache = LRUCache(REF_CACHE)
+        self.vectors = _RemoteVectors(self, info["dim"], info["ntotal"])
+
+    def _ask(self, method: str, *args):
+        return getattr(self._handle, method).remote(self._generation, *args).result()
+
+    def __getattr__(self, method: str):
+        if method not in _SHARD_CALLS or method == "chunk_refs_of":
+            raise AttributeError(method)
+        return lambda *args: self._ask("call", method, *args)
+
+    def token_total(self) -> int:
+        return self._tokens
+
+    @property
+    def chunk_refs(self) -> list[int]:
+        return self._ask("all_chunk_ids")
+
+    def chunk_refs_of(self, ids):
+        ids = list(ids)
+        found = {i: r for i in ids if (r := self._refs.get(i)) is not None}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            for ref in self._ask("call", "chunk_refs_of", missing):
+                self._refs.put(ref.id, ref)
+                found[ref.id] = ref
+        return [found[i] for i in ids]
+
+    def _search(self, kind: str, *args):
+        hits, refs = self._ask("search", kind, *args)
+        for ref in refs:
+            self._refs.put(ref.id, ref)
+        return hits
+
+    def search_dense(self, query_vector, k, doc_ids=None):
+        return self._search("dense", query_vector, k, doc_ids)
+
+    def search_lexical(self, query, k, doc_ids=None):
+        return self._search("lexical", query, k, doc_ids)
+
+    def close(self) -> None:
+        pass
+
+
+class _RemoteVectors:
+    def __init__(self, shard: RemoteShard, d: int, ntotal: int):
+        self._shard, self.d, self.ntotal = shard, d, ntotal
+
+    def reconstruct(self, cid: int):
+        return self._shard._ask("reconstruct", int(cid))
+
+
+def _open_remote_shard(index_dir, name: str, generation: str) -> RemoteShard:
     from ray import serve
 
+    return RemoteShard(serve.get_deployment_handle(f"searcher-{name}", app_name=APP_NAME),
+                       generation)
+
+
+def application(settings: Settings, replicas: int):
+    """The Serve application: a gateway in front of `replicas` copies of the API, and for
+    a sharded index one searcher per shard, which the replicas ask instead of opening
+    the shards themselves."""
+    from pathlib import Path
+
+    from ray import serve
+
+    from indexing.shards import is_sharded, read_shard_set
+
+    env = _environment(settings)
+    searchers = []
+    if is_sharded(Path(settings.index)):
+        env["ARTICLE_QA_SHARD_SEARCHERS"] = "ray"
+        index_dir = os.path.abspath(settings.index)
+        for name, _ in read_shard_set(Path(settings.index)).shards:
+            searchers.append(serve.deployment(
+                ShardSearcher, name=f"searcher-{name}", num_replicas=1,
+                max_ongoing_requests=MAX_ONGOING_REQUESTS * replicas * 4,
+                ray_actor_options={"num_cpus": 0}).bind(index_dir, name))
     api = serve.deployment(API, name="api", num_replicas=replicas,
                            max_ongoing_requests=MAX_ONGOING_REQUESTS,
                            ray_actor_options={
-                               "num_cpus": REPLICA_CPUS,
-                               "runtime_env": {"env_vars": _environment(settings)}})
+                               "num_cpus": REPLICA_CPUS, "runtime_env": {"env_vars": env}})
     gateway = serve.deployment(serve.ingress(gateway_app)(_GatewayReplica), name="gateway",
                                num_replicas=1,
                                max_ongoing_requests=MAX_ONGOING_REQUESTS * replicas * 4,
                                ray_actor_options={"num_cpus": GATEWAY_CPUS})
-    return gateway.bind(api.bind())
+    return gateway.bind(api.bind(), *searchers)
 
 
 class _GatewayReplica:
     """The gateway deployment: Serve runs `Gateway()` as its ASGI app; taking the `api`
-    deployment here makes it part of the application."""
+    and searcher deployments here makes them part of the application."""
 
-    def __init__(self, api):
+    def __init__(self, api, *searchers):
         self.api = api
+        self.searchers = searchers
 
 
 def serve_on_ray(settings: Settings, address: str, replicas: int, echo=print) -> None:

@@ -151,17 +151,24 @@ def test_an_unreachable_cluster_fails_fast_with_one_line(address, tmp_path):
     assert not (tmp_path / "index").exists()
 
 
-def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(cluster,
-                                                                          local_sharded):
-    """Two replicas, each answering from the 2-shard index."""
+def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(
+        cluster, indexer, local_sharded, tmp_path):
+    """Two API replicas over the 2-shard index, whose shards are held by searchers."""
     import httpx
     from ray.util.state import list_actors
 
+    from service.qa import QAPipeline
+    from service.settings import Settings
+    from tests.test_shards import QUESTIONS
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(local_sharded, index_dir)
+    local = QAPipeline(Settings(index=local_sharded), indexer=indexer)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = default_env(**LOOPBACK, ARTICLE_QA_API_KEY="sekrit")
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--index",
-                             str(local_sharded), "--ray", cluster.address, "--replicas", "2",
+                             str(index_dir), "--ray", cluster.address, "--replicas", "2",
                              "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -175,15 +182,32 @@ def test_serve_on_two_replicas_keeps_contracts_and_survives_a_replica_kill(clust
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        # The same routes and error shapes as one server.
-        body = httpx.post(url + "/ask", json={"question": "how many troops were reported?"},
-                          timeout=60).json()
-        assert body["answer"] and body["answers"][0]["citations"]
+        actors = [a.class_name for a in list_actors(filters=[("state", "=", "ALIVE")])]
+        assert sum(c.endswith((":searcher-shard-000", ":searcher-shard-001"))
+                   for c in actors) == 2
+        # The answers one process gives from the same index, and the same error shapes.
+        for q in QUESTIONS:
+            body = httpx.post(url + "/ask", json={"question": q}, timeout=60).json()
+            mine = local.ask(q)
+            assert (body["answer"], body["confidence"]) == (mine.answer, mine.confidence), q
+        assert body["passages"] == [] or body["answer"] is None or body["answers"]
+        docs = httpx.get(url + "/documents", timeout=60).json()["documents"]
+        assert len(docs) == 5
+        assert httpx.get(url + "/documents/nope", timeout=60).status_code == 404
         bad = httpx.post(url + "/ask", content=b"{bad", timeout=60,
                          headers={"content-type": "application/json"})
         assert bad.status_code == 400 and "detail" in bad.json()
         assert httpx.post(url + "/documents", json={"doc_id": "x", "text": "t"},
                           timeout=60).status_code == 401
+        # A write through one replica reaches the searchers and the other replica.
+        added = httpx.post(url + "/documents", timeout=60, headers={
+            "Authorization": "Bearer sekrit"}, json={
+            "doc_id": "garden", "title": "Roses", "text": "The rose garden opened in 1921."})
+        assert added.status_code == 201, added.text
+        for _ in range(4):
+            found = httpx.post(url + "/ask", timeout=60, json={
+                "question": "When did the rose garden open?"}).json()
+            assert found["answer"] == "1921", found
         assert "<html" in httpx.get(url + "/", timeout=60).text.lower()
         stream = httpx.post(url + "/chat", timeout=60, json={
             "messages": [{"role": "user", "content": "how many troops were reported?"}],

@@ -228,3 +228,24 @@ def test_index_info_lists_the_shards(sharded):
     info = json.loads(run.stdout)
     assert [s["shard"] for s in info["shards"]] == ["shard-000", "shard-001", "shard-002"]
     assert sum(s["documents"] for s in info["shards"]) == info["documents"] == 5
+
+
+@pytest.mark.parametrize("layout", ["one index", "sharded"])
+def test_a_write_by_another_process_is_seen_on_the_next_question(indexer, built_index, sharded,
+                                                                 tmp_path, layout):
+    """`serve --workers N` siblings and Ray replicas each hold a pipeline over the same
+    directory: a write through one reaches the others, and a damaged publication does not
+    stop them answering."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(built_index if layout == "one index" else sharded, index_dir)
+    writer = QAPipeline(Settings(index=index_dir), indexer=indexer)
+    reader = QAPipeline(Settings(index=index_dir), indexer=indexer)
+    question = "When did the rose garden open?"
+    assert reader.ask(question).answer != "1921"
+    writer.add_document(Article(doc_id="garden", title="Roses",
+                                text="The rose garden opened in 1921."))
+    assert reader.ask(question).answer == "1921"
+    assert reader.index.has_document("garden")
+    pointer = index_dir / (SHARDS if layout == "sharded" else CURRENT)
+    pointer.write_text("garbage")
+    assert reader.ask(question).answer == "1921"  # the open index keeps answering
