@@ -31,6 +31,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,14 @@ def bm25(tokens: list[str], phrases: list[tuple[str, ...]], hits: list[int], row
     return score
 
 
+@lru_cache(maxsize=1)
+def _fan_out():
+    """Threads that ask remote shards at once (they wait on the network, not the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(32, thread_name_prefix="shards")
+
+
 class _GlobalRefs(Mapping):
     """Global chunk id -> ChunkRef, looked up in the owning shard (nothing is copied)."""
 
@@ -387,12 +396,19 @@ class ShardedIndex:
         return [cid * n + k for k, ids in self._by_shard(doc_ids).items()
                 for cid in self.shards[k].chunk_ids(set(ids))]
 
+    def _each(self, ask) -> list:
+        """`ask(shard)` for every shard, in shard order; at once when they are remote."""
+        if all(isinstance(shard, Index) for shard in self.shards):
+            return [ask(shard) for shard in self.shards]
+        return list(_fan_out().map(ask, self.shards))
+
     def search_dense(self, query_vector: np.ndarray, k: int,
                      doc_ids: set[str] | None = None) -> list[tuple[int, float]]:
         """Each shard's top k by inner product, merged."""
         n = len(self.shards)
-        hits = [(cid * n + s, score) for s, shard in enumerate(self.shards)
-                for cid, score in shard.search_dense(query_vector, k, doc_ids)]
+        found = self._each(lambda shard: shard.search_dense(query_vector, k, doc_ids))
+        hits = [(cid * n + s, score) for s, shard_hits in enumerate(found)
+                for cid, score in shard_hits]
         hits.sort(key=lambda h: (-h[1], h[0]))
         return hits[:k]
 
@@ -404,11 +420,14 @@ class ShardedIndex:
             return []
         phrases = query_phrases(query)
         n = len(self.shards)
-        candidates = [(s, cid) for s, shard in enumerate(self.shards)
-                      for cid, _ in shard.search_lexical(query, k * LEXICAL_OVERFETCH, doc_ids)]
+        found = self._each(lambda shard: (
+            shard.search_lexical(query, k * LEXICAL_OVERFETCH, doc_ids),
+            shard.phrase_rows_many(phrases)))
+        candidates = [(s, cid) for s, (shard_hits, _) in enumerate(found)
+                      for cid, _ in shard_hits]
         if not candidates:
             return []
-        hits = [sum(shard.phrase_rows(p) for shard in self.shards) for p in phrases]
+        hits = [sum(rows) for rows in zip(*(counts for _, counts in found))]
         rows = self.fts_documents
         average = self._tokens / rows if rows else 1.0
         tokens = self._passage_tokens(candidates)
@@ -434,8 +453,8 @@ class ShardedIndex:
     def document_frequency(self, terms: Iterable[str]) -> dict[str, int]:
         terms = list(terms)
         out: dict[str, int] = {}
-        for shard in self.shards:
-            for term, count in shard.document_frequency(terms).items():
+        for counts in self._each(lambda shard: shard.document_frequency(terms)):
+            for term, count in counts.items():
                 out[term] = out.get(term, 0) + count
         return out
 

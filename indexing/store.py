@@ -419,6 +419,9 @@ class Index:
         return int(self.conn().execute(
             "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", [quoted]).fetchone()[0])
 
+    def phrase_rows_many(self, phrases: Sequence[Sequence[str]]) -> list[int]:
+        return [self.phrase_rows(p) for p in phrases]
+
     def chunk_refs_of(self, ids: Iterable[int]) -> list[ChunkRef]:
         return [self.chunk_refs[i] for i in ids]
 

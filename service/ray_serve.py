@@ -211,11 +211,13 @@ async def _json(send, status: int, body: dict) -> None:
 # -- shard searchers --------------------------------------------------------------------
 # What an API replica may ask a searcher of its shard (the `Index` methods ShardedIndex uses).
 _SHARD_CALLS = frozenset({
-    "texts", "metadata", "sentences", "document_frequency", "phrase_rows", "has_document",
-    "document", "list_documents", "document_lengths", "chunk_ids", "chunk_refs_of",
-    "size_bytes"})
-# Passage references an API replica keeps per shard (searches return their hits' refs).
+    "texts", "metadata", "sentences", "document_frequency", "phrase_rows", "phrase_rows_many",
+    "has_document", "document", "list_documents", "document_lengths", "chunk_ids",
+    "chunk_refs_of", "size_bytes"})
+# What an API replica keeps per shard generation (none of it changes within one): passage
+# references (searches return their hits'), and texts, sentences, vectors and term counts.
 REF_CACHE = 65536
+DOCUMENT_CACHE = 1024
 
 
 class ShardSearcher:
@@ -281,13 +283,16 @@ class RemoteShard:
         self.fts_documents = info["fts_documents"]
         self._tokens = info["tokens"]
         self._refs: LRUCache = LRUCache(REF_CACHE)
+        self._docs: LRUCache = LRUCache(DOCUMENT_CACHE)  # ("text"|"meta", doc_id) -> value
+        self._sentences: LRUCache = LRUCache(DOCUMENT_CACHE)
+        self._terms: LRUCache = LRUCache(REF_CACHE)
         self.vectors = _RemoteVectors(self, info["dim"], info["ntotal"])
 
     def _ask(self, method: str, *args):
         return getattr(self._handle, method).remote(self._generation, *args).result()
 
-    def __getattr__(self, method: str):
-        if method not in _SHARD_CALLS or method == "chunk_refs_of":
+    def __getattr__(self, method: str):  # the calls that are not cached
+        if method not in _SHARD_CALLS:
             raise AttributeError(method)
         return lambda *args: self._ask("call", method, *args)
 
@@ -308,6 +313,41 @@ class RemoteShard:
                 found[ref.id] = ref
         return [found[i] for i in ids]
 
+    def _per_document(self, kind: str, doc_ids) -> dict:
+        ids = list(dict.fromkeys(doc_ids))
+        out = {d: v for d in ids if (v := self._docs.get((kind, d))) is not None}
+        missing = [d for d in ids if d not in out]
+        if missing:
+            fetched = self._ask("call", "texts" if kind == "text" else "metadata", missing)
+            for d, v in fetched.items():
+                self._docs.put((kind, d), v)
+                out[d] = v
+        return out
+
+    def texts(self, doc_ids):
+        return self._per_document("text", doc_ids)
+
+    def metadata(self, doc_ids):
+        return self._per_document("meta", doc_ids)
+
+    def sentences(self, doc_id: str, first: int, last: int):
+        key = (doc_id, first, last)
+        found = self._sentences.get(key)
+        if found is None:
+            found = self._ask("call", "sentences", doc_id, first, last)
+            self._sentences.put(key, found)
+        return found
+
+    def document_frequency(self, terms):
+        terms = [t.lower() for t in terms]
+        out = {t: n for t in terms if (n := self._terms.get(t)) is not None}
+        missing = [t for t in terms if t not in out]
+        if missing:
+            for t, n in self._ask("call", "document_frequency", missing).items():
+                self._terms.put(t, n)
+                out[t] = n
+        return out
+
     def _search(self, kind: str, *args):
         hits, refs = self._ask("search", kind, *args)
         for ref in refs:
@@ -326,10 +366,17 @@ class RemoteShard:
 
 class _RemoteVectors:
     def __init__(self, shard: RemoteShard, d: int, ntotal: int):
+        from indexing.cache import LRUCache
+
         self._shard, self.d, self.ntotal = shard, d, ntotal
+        self._cache: LRUCache = LRUCache(REF_CACHE)
 
     def reconstruct(self, cid: int):
-        return self._shard._ask("reconstruct", int(cid))
+        vector = self._cache.get(int(cid))
+        if vector is None:
+            vector = self._shard._ask("reconstruct", int(cid))
+            self._cache.put(int(cid), vector)
+        return vector
 
 
 def _open_remote_shard(index_dir, name: str, generation: str) -> RemoteShard:
@@ -351,7 +398,10 @@ def application(settings: Settings, replicas: int):
 
     env = _environment(settings)
     searchers = []
-    if is_sharded(Path(settings.index)):
+    # ARTICLE_QA_SHARD_SEARCHERS=local: replicas open the shards themselves (faster on a
+    # small index; docs/SCALING.md), at the cost of holding every shard in each replica.
+    if is_sharded(Path(settings.index)) and \
+            os.environ.get("ARTICLE_QA_SHARD_SEARCHERS", "ray") != "local":
         env["ARTICLE_QA_SHARD_SEARCHERS"] = "ray"
         index_dir = os.path.abspath(settings.index)
         for name, _ in read_shard_set(Path(settings.index)).shards:
