@@ -298,7 +298,8 @@ def remove_documents(index_dir: Path, doc_ids: Sequence[str]) -> BuildReport:
     sharded = isinstance(current, ShardedIndex)
     with (write_sharded(index_dir, manifest) if sharded else write_index(index_dir, manifest)) \
             as writer:
-        unknown = [d for d in doc_ids if d not in writer.documents]
+        known = writer.documents  # a sharded writer reads its untouched shards' manifests
+        unknown = [d for d in doc_ids if d not in known]
         if unknown:
             raise DocumentNotFoundError(
                 f"not in index {index_dir}: {', '.join(unknown)} (see `article-qa index info`)")

@@ -40,6 +40,7 @@ from indexing.cache import LRUCache
 from indexing.errors import CorruptIndexError, IncompatibleIndexError, IndexNotFoundError
 from indexing.store import (
     CURRENT,
+    GENERATION_RE,
     ChunkRef,
     DocumentRecord,
     Index,
@@ -48,6 +49,7 @@ from indexing.store import (
     fts_query,
     live_generation,
     publish_generation,
+    query_terms,
     write_atomically,
     writer_lock,
 )
@@ -65,8 +67,8 @@ BM25_B = 0.75
 LEXICAL_OVERFETCH = 1
 # Tokenised passages kept for the rescoring (popular passages come back across queries).
 TOKEN_CACHE = 4096
-_QUERY_TERM_RE = re.compile(r"\w+(?:[.,'’&-]\w+)*")
 _TOKEN_RE = re.compile(r"[^\W_]+")
+_SHARD_RE = re.compile(r"shard-\d{3}")
 
 
 def shard_name(k: int) -> str:
@@ -130,8 +132,8 @@ def read_shard_set(index_dir: Path) -> ShardSet:
                 f"sharded index {index_dir} has format version {data.get('version')!r}, this "
                 f"build reads version {SHARD_FORMAT_VERSION}; {rebuild_advice(index_dir)}")
         shards = tuple((str(s["name"]), str(s["generation"])) for s in data["shards"])
-        if not shards or any(not re.fullmatch(r"shard-\d{3}", n) or
-                             not re.fullmatch(r"gen-\d{6,}", g) for n, g in shards):
+        if not shards or any(not _SHARD_RE.fullmatch(n) or not GENERATION_RE.fullmatch(g)
+                             for n, g in shards):
             raise ValueError("bad shard entries")
     except FileNotFoundError:
         raise IndexNotFoundError(f"no sharded index in {index_dir}") from None
@@ -193,8 +195,7 @@ def fts_tokens(text: str) -> list[str]:
 
 def query_phrases(query: str) -> list[tuple[str, ...]]:
     """The phrases `fts_query` makes of a query, each as its tokens."""
-    terms = dict.fromkeys(t.lower() for t in _QUERY_TERM_RE.findall(query))
-    return [p for p in (tuple(fts_tokens(t)) for t in list(terms)[:64]) if p]
+    return [p for p in (tuple(fts_tokens(t)) for t in query_terms(query)) if p]
 
 
 def _count(tokens: list[str], phrase: tuple[str, ...]) -> int:
@@ -304,25 +305,22 @@ class ShardedIndex:
                                             f"missing; {fix}")
                 shards.append(Index.open(shard_dir, expect_model, shard_dir / generation,
                                          fix=fix))
+            first = shards[0].manifest
+            if expect_model is not None and first.model != expect_model:
+                raise IncompatibleIndexError(f"index {index_dir} was built with model "
+                                             f"{first.model!r}, not {expect_model!r}; {fix}")
+            for (name, _), shard in zip(live.shards, shards):
+                m = shard.manifest
+                if (m.model, m.dim, m.chunk_target_tokens, m.chunk_overlap_sentences) != \
+                        (first.model, first.dim, first.chunk_target_tokens,
+                         first.chunk_overlap_sentences):
+                    raise CorruptIndexError(f"sharded index {index_dir}: shard {name} was "
+                                            f"built with other settings than "
+                                            f"{live.shards[0][0]}; {fix}")
         except Exception:
             for shard in shards:
                 shard.close()
             raise
-        first = shards[0].manifest
-        if expect_model is not None and first.model != expect_model:
-            for shard in shards:
-                shard.close()
-            raise IncompatibleIndexError(f"index {index_dir} was built with model "
-                                         f"{first.model!r}, not {expect_model!r}; {fix}")
-        for (name, _), shard in zip(live.shards, shards):
-            m = shard.manifest
-            if (m.model, m.dim, m.chunk_target_tokens, m.chunk_overlap_sentences) != \
-                    (first.model, first.dim, first.chunk_target_tokens,
-                     first.chunk_overlap_sentences):
-                for s in shards:
-                    s.close()
-                raise CorruptIndexError(f"sharded index {index_dir}: shard {name} was built "
-                                        f"with other settings than {live.shards[0][0]}; {fix}")
         return cls(index_dir, live, shards)
 
     def _merged_manifest(self) -> Manifest:
@@ -551,8 +549,8 @@ def _remove_stale(index_dir: Path, live: ShardSet) -> None:
 
     keep = {name for name, _ in live.shards}
     for p in index_dir.iterdir():
-        if (p.is_dir() and re.fullmatch(r"shard-\d{3}", p.name) and p.name not in keep) or \
-                (p.is_dir() and re.fullmatch(r"gen-\d{6,}", p.name)):
+        if p.is_dir() and ((_SHARD_RE.fullmatch(p.name) and p.name not in keep)
+                           or GENERATION_RE.fullmatch(p.name)):
             shutil.rmtree(p, ignore_errors=True)
     (index_dir / CURRENT).unlink(missing_ok=True)
 
@@ -569,7 +567,7 @@ def shard_count_for_rebuild(index_dir: Path, shards: int | None) -> int | None:
     try:
         return len(read_shard_set(index_dir).shards)
     except CorruptIndexError:
-        found = [p for p in index_dir.iterdir() if re.fullmatch(r"shard-\d{3}", p.name)]
+        found = [p for p in index_dir.iterdir() if _SHARD_RE.fullmatch(p.name)]
         if not found:
             raise
         return len(found)

@@ -49,7 +49,7 @@ STORE = "store.sqlite"
 VECTORS = "vectors.faiss"
 CURRENT = "CURRENT"
 CONNECTIONS = 4  # read connections per open generation
-_GEN_RE = re.compile(r"gen-(\d{6,})")
+GENERATION_RE = re.compile(r"gen-(\d{6,})")
 _QUERY_TERM_RE = re.compile(r"\w+(?:[.,'’&-]\w+)*")
 
 SCHEMA = """
@@ -174,11 +174,15 @@ def fts_query(text: str) -> str | None:
     Operator characters and keywords (", *, NEAR(, AND, -, :) lose their meaning, so
     any user string is a valid query; None when the text has no words.
     """
-    terms = [t.lower() for t in _QUERY_TERM_RE.findall(text)]
+    terms = query_terms(text)
     if not terms:
         return None
-    unique = list(dict.fromkeys(terms))
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique[:64])
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def query_terms(text: str) -> list[str]:
+    """The words a lexical search looks for: lower-cased, each once, at most 64."""
+    return list(dict.fromkeys(t.lower() for t in _QUERY_TERM_RE.findall(text)))[:64]
 
 
 def live_generation(index_dir: Path) -> Path | None:
@@ -187,7 +191,7 @@ def live_generation(index_dir: Path) -> Path | None:
     if not current.exists():
         return None
     name = current.read_text(encoding="utf-8").strip()
-    if not _GEN_RE.fullmatch(name):
+    if not GENERATION_RE.fullmatch(name):
         raise CorruptIndexError(
             f"index {index_dir}: {CURRENT} names {name!r}, not a generation; "
             "rebuild with `article-qa index build --rebuild`"
@@ -452,7 +456,7 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
 
 
 def _next_generation_name(index_dir: Path) -> str:
-    numbers = [int(m.group(1)) for p in index_dir.iterdir() if (m := _GEN_RE.fullmatch(p.name))]
+    numbers = [int(m.group(1)) for p in index_dir.iterdir() if (m := GENERATION_RE.fullmatch(p.name))]
     return f"gen-{max(numbers, default=0) + 1:06d}"
 
 
@@ -626,7 +630,7 @@ def publish_generation(index_dir: Path, name: str) -> None:
 
 def _collect_garbage(index_dir: Path, keep: str) -> None:
     """Delete stale temporary copies and all but the two newest generations."""
-    gens = sorted(p.name for p in index_dir.iterdir() if _GEN_RE.fullmatch(p.name))
+    gens = sorted(p.name for p in index_dir.iterdir() if GENERATION_RE.fullmatch(p.name))
     # The previous generation stays for readers that opened it before this commit.
     for name in gens[:-2]:
         if name != keep:

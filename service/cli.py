@@ -283,24 +283,23 @@ def serve(index_dir, host, port, corpus, allow_open_writes, workers, ray_address
 def _verify_index(index_dir: Path) -> None:
     """Raise CorruptIndexError unless the index (if there is one) opens, its store passes
     SQLite's quick_check and every document matches the hash the manifest records."""
-
     from indexing.shards import ShardedIndex, index_exists, open_index, rebuild_advice
 
     if not index_exists(index_dir):
         return  # serve builds it
     ix = open_index(index_dir)
-    if not isinstance(ix, ShardedIndex):
-        _verify_part(ix, str(index_dir), rebuild_advice(index_dir))
-        return
     try:
-        for (name, _), shard in zip(ix.live.shards, ix.shards):
-            _verify_part(shard, f"{index_dir} (shard {name})",
-                         rebuild_advice(index_dir, len(ix.shards)), close=False)
+        if isinstance(ix, ShardedIndex):
+            fix = rebuild_advice(index_dir, len(ix.shards))
+            for (name, _), shard in zip(ix.live.shards, ix.shards):
+                _verify_part(shard, f"{index_dir} (shard {name})", fix)
+        else:
+            _verify_part(ix, str(index_dir), rebuild_advice(index_dir))
     finally:
         ix.close()
 
 
-def _verify_part(ix, index_dir: str, fix: str, close: bool = True) -> None:
+def _verify_part(ix, index_dir: str, fix: str) -> None:
     """`_verify_index` of one store (an index, or one shard of a sharded index)."""
     import sqlite3
 
@@ -331,9 +330,6 @@ def _verify_part(ix, index_dir: str, fix: str, close: bool = True) -> None:
     except sqlite3.Error as exc:
         raise CorruptIndexError(f"index {index_dir}: store.sqlite is unreadable ({exc}); "
                                 f"{fix}") from None
-    finally:
-        if close:
-            ix.close()
 
 
 def _unit_vectors(ix, batch: int = 8192) -> bool:
