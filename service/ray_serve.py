@@ -75,7 +75,12 @@ def reads_only(scope: dict) -> bool:
 class API:
     """An `api` replica: the app, driven through its ASGI interface."""
 
-    def __init__(self):
+    async def __init__(self):
+        """Build the app and run its ASGI lifespan startup, which loads the pipeline (as
+        under uvicorn). It runs here, before the replica takes requests, and not inside
+        the first request: a client giving up on that request would cancel the load with
+        it (Serve cancels what a cancelled request started). If it fails, the replica
+        fails to start and Serve starts another."""
         from service.app import app_from_environment
 
         if os.environ.get("ARTICLE_QA_SHARD_SEARCHERS") == "ray":
@@ -83,35 +88,23 @@ class API:
 
             read_shards_through(_open_remote_shard)
         self.app = app_from_environment()
-        self._lifespan: asyncio.Queue = asyncio.Queue()
-        self._started = asyncio.Event()
-        self._failed: list[str] = []
-        self._task = None
+        lifespan: asyncio.Queue = asyncio.Queue()
+        started: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    async def _start(self) -> None:
-        """Run the app's ASGI lifespan startup once (it loads the pipeline, as under
-        uvicorn); the first request waits for it."""
-        if self._task is None:
+        async def send(message):
+            if message["type"].startswith("lifespan.startup") and not started.done():
+                started.set_result(message)
 
-            async def receive():
-                return await self._lifespan.get()
-
-            async def send(message):
-                if message["type"].startswith("lifespan.startup"):
-                    if message["type"].endswith("failed"):
-                        self._failed.append(message.get("message", ""))
-                    self._started.set()
-
-            self._task = asyncio.ensure_future(self.app({"type": "lifespan", "asgi": {
-                "version": "3.0"}, "state": {}}, receive, send))
-            await self._lifespan.put({"type": "lifespan.startup"})
-        await self._started.wait()
-        if self._failed:
-            raise RuntimeError(f"the app did not start: {self._failed[0]}")
+        # The lifespan runs on for the replica's life; its shutdown is the process's end.
+        self._lifespan = asyncio.ensure_future(self.app(
+            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, lifespan.get, send))
+        await lifespan.put({"type": "lifespan.startup"})
+        message = await started
+        if message["type"].endswith("failed"):
+            raise RuntimeError(f"the app did not start: {message.get('message', '')}")
 
     async def __call__(self, scope: dict, body: bytes) -> AsyncIterator[dict]:
         """The ASGI messages the app sends for one request, as it sends them."""
-        await self._start()
         messages: asyncio.Queue = asyncio.Queue()
         sent = False
 
