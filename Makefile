@@ -66,23 +66,25 @@ clean:
 	rm -rf $(INDEX) .pytest_cache .ruff_cache
 
 # The neural reader, reproduced from a clean clone (README "The reader"): synthetic
-# questions from BBC News, pre-training, a fine-tune on the train part of the dev
-# splits, ONNX export (fp32 + int8), then the confidence calibration on the dev splits'
-# calibration part. Never a test split, never the five bundled articles' own questions
-# made synthetically. Resumable: rerun after an interruption. READER_DEVICE=cuda on a GPU.
+# questions from BBC News, two epochs of pre-training on them, then the real questions
+# of the dev splits, cross-fitted: fold models fine-tuned on the other folds read each
+# question to fit the confidence and cut, and the shipped model is fine-tuned on all of
+# them and exported (fp32 + int8). Never a test split, never the five bundled articles'
+# own questions made synthetically. Resumable: rerun after an interruption.
+# READER_DEVICE=cuda on a GPU.
 SHARED ?= ../shared
 READER_WORK ?= build/reader
 # Your own articles instead (README "Adapting the reader"): questions need no labels.
 READER_CORPUS ?= $(SHARED)/datasets/bbc-news
 READER_DEVICE ?= auto
+READER_EPOCHS ?= 2
 AQA := $(VENV)/bin/article-qa
 reader: $(STAMP)
 	mkdir -p $(READER_WORK)
 	test -f $(READER_WORK)/synthetic.jsonl || $(AQA) reader data --corpus $(READER_CORPUS) --out $(READER_WORK)/synthetic.jsonl
-	$(AQA) reader train --data $(READER_WORK)/synthetic.jsonl --out $(READER_WORK)/stage1 --device $(READER_DEVICE) --resume
+	$(AQA) reader train --data $(READER_WORK)/synthetic.jsonl --out $(READER_WORK)/stage1 --epochs $(READER_EPOCHS) --device $(READER_DEVICE) --resume
 	test -f $(READER_WORK)/squad/gold-dev.jsonl || $(AQA) eval import-squad $(SHARED)/datasets/squad2-sample/squad2-dev-sample.json --out $(READER_WORK)/squad
-	$(AQA) reader gold --dataset eval/datasets/bundled-dev.jsonl --index $(READER_WORK)/index-news --corpus $(CORPUS) --out $(READER_WORK)/gold-news.jsonl
-	$(AQA) reader gold --dataset $(READER_WORK)/squad/gold-dev.jsonl --index $(READER_WORK)/index-squad --corpus $(READER_WORK)/squad/corpus.jsonl --offsets $(READER_WORK)/squad/answer_offsets.jsonl --out $(READER_WORK)/gold-squad.jsonl
-	$(AQA) reader train --data $(READER_WORK)/gold-news.jsonl --data $(READER_WORK)/gold-squad.jsonl --init $(READER_WORK)/stage1/model.pt --out $(READER_WORK)/stage2 --epochs 2 --lr 5e-5 --device $(READER_DEVICE) --resume
-	$(AQA) reader export --weights $(READER_WORK)/stage2/model.pt --run $(READER_WORK)/stage1 --run $(READER_WORK)/stage2 --out service/reader_model
-	$(AQA) reader calibrate --model service/reader_model --set news eval/datasets/bundled-dev.jsonl $(READER_WORK)/index-news --set squad $(READER_WORK)/squad/gold-dev.jsonl $(READER_WORK)/index-squad
+	$(AQA) reader finetune --init $(READER_WORK)/stage1/model.pt --work $(READER_WORK)/stage2 --out service/reader_model --device $(READER_DEVICE) \
+		--set news eval/datasets/bundled-dev.jsonl $(READER_WORK)/index-news $(CORPUS) \
+		--set squad $(READER_WORK)/squad/gold-dev.jsonl $(READER_WORK)/index-squad $(READER_WORK)/squad/corpus.jsonl \
+		--offsets $(READER_WORK)/squad/answer_offsets.jsonl

@@ -247,7 +247,7 @@ class Reader:
             raise ReaderModelError(
                 f"the reader model in {model_dir} was calibrated on other features "
                 f"({', '.join(calibration.get('features', ()))}); recalibrate it with "
-                "`article-qa reader calibrate` (see `make reader`)")
+                "`article-qa reader finetune` (see `make reader`)")
         self.weights = np.asarray(calibration.get("weights", [1.0] + [0.0] * (
             len(CALIBRATION_FEATURES) - 1)), dtype=np.float64)
         self.bias = float(calibration.get("bias", 0.0))

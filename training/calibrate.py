@@ -5,9 +5,9 @@ right when its F1 against a gold answer is at least 0.5 (never, for an unanswera
 question). A logistic regression over `CALIBRATION_FEATURES` (Platt scaling with a few
 more inputs) turns a span's raw scores into the probability that it is right. The
 threshold is the cut that maximises F1 averaged over the dev sets (each set counts
-equally; an abstention on an unanswerable question is a full match). The questions used
-here are the calibration part of the dev splits, which the model was not fine-tuned on:
-scores on questions a model was trained on are overconfident.
+equally; an abstention on an unanswerable question is a full match). Every question is
+read by a model that was not fine-tuned on it (`training.crossfit`): scores on questions
+a model was trained on are overconfident.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def choose_threshold(reads: Sequence[Read], weights, bias: float) -> float:
     return float(grid[int(np.argmax(means))])
 
 
-def calibrate(model_dir: Path, reads: Sequence[Read]) -> dict:
-    """Fit, choose the cut, and write both (with the dev scores) into the manifest."""
+def calibrate(model_dir: Path, reads: Sequence[Read], extra: dict | None = None) -> dict:
+    """Fit, choose the cut, and write both (with the dev scores, and `extra`) into the
+    manifest."""
     weights, bias = fit(reads)
     cut = choose_threshold(reads, weights, bias)
     path = model_dir / "manifest.json"
@@ -99,5 +100,6 @@ def calibrate(model_dir: Path, reads: Sequence[Read]) -> dict:
                                "bias": bias}
     manifest["threshold"] = cut
     manifest["dev"] = scores_at(reads, weights, bias, cut)
+    manifest.update(extra or {})
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

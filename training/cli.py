@@ -16,7 +16,7 @@ from service.cli import _fail, friendly_errors, main
 
 @main.group("reader")
 def reader_group() -> None:
-    """Train the neural reader: `data` -> `train` (synthetic, then real) -> `export`."""
+    """Train the neural reader: `data` -> `train` (synthetic) -> `finetune` (real, exports)."""
 
 
 @reader_group.command("data")
@@ -63,7 +63,7 @@ def data_cmd(corpus, index_dir, out, seed, limit, per_sentence, sample) -> None:
 
 @reader_group.command("train")
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              multiple=True, required=True, help="Example JSONL files (`reader data`, `reader gold`).")
+              multiple=True, required=True, help="Example JSONL files (`reader data`).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run directory: checkpoint, final weights, train.json.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -102,44 +102,13 @@ def train_cmd(data, out, init, epochs, max_examples, batch_size, lr, max_len, se
                f"{summary['train_seconds']:.0f} s -> {out}")
 
 
-@reader_group.command("gold")
-@click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="Gold JSONL (a dev split: never train on a test split).")
-@click.option("--index", "index_dir", type=click.Path(path_type=Path), required=True,
-              help="Index of the gold set's corpus (built from --corpus when empty).")
-@click.option("--corpus", type=click.Path(exists=True, path_type=Path), default=None)
-@click.option("--offsets", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="answer_offsets.jsonl: count answers only where labelled.")
-@click.option("--part", type=click.Choice(["train", "calibrate", "all"]), default="train",
-              show_default=True, help="Which part of the dev questions (training.gold.part).")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-@friendly_errors
-def gold_cmd(dataset, index_dir, corpus, offsets, part, out) -> None:
-    """Turn a labelled gold set into training examples, windows as the reader reads them."""
-    from service.encoding import WindowEncoder, load_tokenizer
-    from training.gold import gold_examples, read_offsets
-    from training.model import encoder_path
-
-    questions = _dev_questions(dataset, part)
-    pipeline = _retrieval(index_dir, corpus)
-    encoder = WindowEncoder(load_tokenizer(encoder_path() / "tokenizer.json"),
-                            _max_len())
-    examples = gold_examples(pipeline, questions, encoder, read_offsets(offsets))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(ex.to_json() + "\n" for ex in examples))
-    answerable = sum(ex.answer_start >= 0 for ex in examples)
-    click.echo(f"{len(questions)} questions -> {len(examples)} windows ({answerable} holding "
-               f"an answer) -> {out}")
-
-
-def _dev_questions(dataset: Path, part: str):
+def _dev_questions(dataset: Path):
     from eval.gold import load_gold
-    from training.gold import part as part_of
 
     if "test" in dataset.name:
         _fail(f"{dataset} looks like a test split; the reader is trained and calibrated on "
               "dev splits only")
-    return [q for q in load_gold(dataset) if part == "all" or part_of(q.id) == part]
+    return load_gold(dataset)
 
 
 def _retrieval(index_dir: Path, corpus: Path | None, reader=None):
@@ -176,31 +145,43 @@ def export_cmd(weights, runs, out) -> None:
         click.echo(f"{out / name}: {info['bytes'] / 1e6:.1f} MB")
 
 
-@reader_group.command("calibrate")
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=Path("service/reader_model"), show_default=True)
+@reader_group.command("finetune")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The synthetic stage's model.pt (`reader train`).")
 @click.option("--set", "sets", type=(str, click.Path(exists=True, dir_okay=False, path_type=Path),
-                                     click.Path(path_type=Path)), multiple=True, required=True,
-              help="NAME DATASET INDEX: a dev gold set and its index; repeat per set.")
-@click.option("--model-file", default=None, help="Calibrate another file of the model dir "
-              "(reader.onnx to compare fp32 with int8); the manifest is then left alone.")
+                                     click.Path(path_type=Path), click.Path(path_type=Path)),
+              multiple=True, required=True,
+              help="NAME DATASET INDEX CORPUS: a dev gold set, its index (built from CORPUS "
+                   "when empty) and corpus; repeat per set.")
+@click.option("--offsets", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, help="answer_offsets.jsonl: count answers only where labelled.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the fold runs and the final run (resumable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("service/reader_model"), show_default=True)
+@click.option("--folds", type=click.IntRange(2, 10), default=3, show_default=True)
+@click.option("--epochs", type=click.FloatRange(min=0.01), default=2.0, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=1e-7, max=1.0), default=5e-5, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (a GPU when there is one), cpu or cuda.")
 @friendly_errors
-def calibrate_cmd(model_dir, sets, model_file) -> None:
-    """Fit the confidence and threshold on the calibration part of dev gold sets."""
-    from service.reader import Reader
-    from training.calibrate import calibrate, choose_threshold, collect, fit, scores_at
+def finetune_cmd(init, sets, offsets, work, out, folds, epochs, lr, threads, device) -> None:
+    """Fine-tune on dev questions and fit the confidence out of fold, then export."""
+    from training.crossfit import DevSet, Recipe, finetune
+    from training.gold import read_offsets
 
-    reads = []
-    reader = None
-    for name, dataset, index_dir in sets:
-        pipeline = _retrieval(index_dir, None)
-        reader = reader or Reader(pipeline.nlp, model_dir=model_dir, model_file=model_file,
-                                  calibrated=False)
-        reads.extend(collect(reader, pipeline, _dev_questions(dataset, "calibrate"), name))
-    if model_file:
-        weights, bias = fit(reads)
-        cut = choose_threshold(reads, weights, bias)
-        click.echo(f"{model_file}: threshold {cut}, dev {scores_at(reads, weights, bias, cut)}")
-        return
-    manifest = calibrate(model_dir, reads)
-    click.echo(f"threshold {manifest['threshold']}; dev {manifest['dev']}")
+    dev_sets = []
+    for name, dataset, index_dir, corpus in sets:
+        if not corpus.exists():
+            _fail(f"corpus {corpus} does not exist")
+        dev_sets.append(DevSet(name, _dev_questions(dataset), _retrieval(index_dir, corpus)))
+    located: dict = {}
+    for path in offsets:
+        located.update(read_offsets(path))
+    stage1 = init.parent if (init.parent / "train.json").exists() else None
+    manifest = finetune(init, dev_sets, located, work, out, stage1=stage1, folds=folds,
+                        recipe=Recipe(epochs=epochs, lr=lr, device=device, threads=threads),
+                        log=lambda line: click.echo(line) or sys.stdout.flush())
+    click.echo(f"{out}: threshold {manifest['threshold']}; out-of-fold dev {manifest['dev']}; "
+               f"fp32 {manifest['dev_fp32']}")

