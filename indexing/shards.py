@@ -603,3 +603,29 @@ def write_sharded(index_dir: Path, manifest: Manifest, shards: int | None = None
             raise ValueError("a new sharded index needs a shard count (--shards N)")
         yield ShardedWriter(index_dir, manifest, count, live, rebuild or live is None, stack,
                             on_open, **write_options)
+
+
+def set_index_choice(index_dir: Path, index_type: str | None = None,
+                     index_threshold: int | None = None) -> bool:
+    """`store.set_index_choice` for either layout: on a sharded index every shard takes
+    the new choice (its vectors rebuilt from themselves where the type changes), and the
+    shards are published together. False, writing nothing, when nothing changes."""
+    from indexing import store
+
+    index_dir = Path(index_dir)
+    if not is_sharded(index_dir):
+        return store.set_index_choice(index_dir, index_type, index_threshold)
+    if index_type is None and index_threshold is None:
+        return False
+    current = ShardedIndex.open(index_dir)
+    manifest = current.manifest
+    current.close()
+    if ((index_type is None or index_type == manifest.index_choice)
+            and (index_threshold is None or index_threshold == manifest.index_threshold)):
+        return False
+    with write_sharded(index_dir, manifest, index_type=index_type,
+                       index_threshold=index_threshold) as writer:
+        for k in range(writer.shards):
+            writer.writer(k)
+        writer.commit()
+    return True

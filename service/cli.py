@@ -98,8 +98,7 @@ def index_build(corpus, index_dir, model, rebuild, chunk_tokens, chunk_overlap, 
                 shards, ray_address) -> None:
     """Index a corpus; incremental (unchanged documents are skipped) unless --rebuild."""
     from indexing.pipeline import build
-    from indexing.shards import is_sharded
-    from indexing.store import set_index_choice
+    from indexing.shards import set_index_choice
 
     s = Settings().with_overrides(corpus=corpus, index=index_dir, model=model,
                                   chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
@@ -116,8 +115,7 @@ def index_build(corpus, index_dir, model, rebuild, chunk_tokens, chunk_overlap, 
     if processor is not None:
         click.echo(f"annotated and embedded on {len(processor.nodes)} Ray node(s)", err=True)
     # A build that found nothing to re-embed wrote nothing: apply a new choice on its own.
-    if not is_sharded(Path(s.index)):
-        set_index_choice(s.index, s.index_type, s.index_threshold)
+    set_index_choice(s.index, s.index_type, s.index_threshold)
     click.echo(f"indexed {s.corpus} -> {s.index}: {report.summary()}")
 
 

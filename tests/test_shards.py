@@ -21,6 +21,7 @@ from indexing.shards import (
     index_exists,
     open_index,
     read_shard_set,
+    set_index_choice,
     shard_of,
 )
 from indexing.store import CURRENT, Index
@@ -218,6 +219,25 @@ def test_a_damaged_shard_fails_with_its_name_and_the_rebuild(sharded, tmp_path, 
                          text=True, timeout=120)
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert run.stderr.startswith("error: ") and "--rebuild" in run.stderr
+
+
+def test_a_new_vector_index_choice_reaches_every_shard(sharded, indexer, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(sharded, copy)
+    before = ShardedIndex.open(copy)
+    expected = _ranked(before, indexer.embedder)
+    before.close()
+    assert set_index_choice(copy, "hnsw")
+    assert not set_index_choice(copy, "hnsw")  # already recorded: nothing written
+    after = ShardedIndex.open(copy)
+    try:
+        assert {s.manifest.index_type for s in after.shards} == {"hnsw"}
+        assert after.manifest.index_choice == "hnsw"
+        # Vectors taken from the shards themselves: 5 articles rank as before.
+        assert [[p for p, _ in hits] for hits in _ranked(after, indexer.embedder)] == \
+            [[p for p, _ in hits] for hits in expected]
+    finally:
+        after.close()
 
 
 def test_index_info_lists_the_shards(sharded):
