@@ -620,8 +620,7 @@ def set_index_choice(index_dir: Path, index_type: str | None = None,
     current = ShardedIndex.open(index_dir)
     manifest = current.manifest
     current.close()
-    if ((index_type is None or index_type == manifest.index_choice)
-            and (index_threshold is None or index_threshold == manifest.index_threshold)):
+    if not store.choice_changes(manifest, index_type, index_threshold):
         return False
     with write_sharded(index_dir, manifest, index_type=index_type,
                        index_threshold=index_threshold) as writer:

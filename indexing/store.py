@@ -680,6 +680,13 @@ def write_index(index_dir: Path, manifest: Manifest, rebuild: bool = False,
                 writer.abort()
 
 
+def choice_changes(manifest: Manifest, index_type: str | None,
+                   index_threshold: int | None) -> bool:
+    """Whether a vector-index choice (None: keep that part) differs from the recorded one."""
+    return not ((index_type is None or index_type == manifest.index_choice)
+                and (index_threshold is None or index_threshold == manifest.index_threshold))
+
+
 def set_index_choice(index_dir: Path, index_type: str | None = None,
                      index_threshold: int | None = None) -> bool:
     """Record a new vector-index choice and rebuild the vectors if it changes their type.
@@ -693,8 +700,7 @@ def set_index_choice(index_dir: Path, index_type: str | None = None,
     current = Index.open(index_dir)
     manifest = current.manifest
     current.close()
-    if ((index_type is None or index_type == manifest.index_choice)
-            and (index_threshold is None or index_threshold == manifest.index_threshold)):
+    if not choice_changes(manifest, index_type, index_threshold):
         return False
     with write_index(index_dir, manifest, index_type=index_type,
                      index_threshold=index_threshold) as writer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -73,7 +72,10 @@ def test_each_question_is_read_out_of_fold_and_the_model_trains_on_all(monkeypat
     monkeypatch.setattr(crossfit, "_reads", reads)
     monkeypatch.setattr("service.feature_reader.FeatureReader", lambda nlp: None)
 
-    manifest = crossfit.finetune(Path("stage1/model.pt"), sets, {}, tmp_path / "work",
+    init = tmp_path / "stage1" / "model.pt"
+    init.parent.mkdir()
+    init.write_bytes(b"weights")
+    manifest = crossfit.finetune(init, sets, {}, tmp_path / "work",
                                  tmp_path / "out", folds=3, log=lambda line: None)
     everyone = {q.id for s in sets for q in s.questions}
     assert trained["all"] == everyone

@@ -87,11 +87,16 @@ def choose_threshold(reads: Sequence[Read], weights, bias: float) -> float:
     return float(grid[int(np.argmax(means))])
 
 
+def fit_with_cut(reads: Sequence[Read]) -> tuple[list[float], float, float]:
+    """The calibration's weights and bias, and the cut chosen with them."""
+    weights, bias = fit(reads)
+    return weights, bias, choose_threshold(reads, weights, bias)
+
+
 def calibrate(model_dir: Path, reads: Sequence[Read], extra: dict | None = None) -> dict:
     """Fit, choose the cut, and write both (with the dev scores, and `extra`) into the
     manifest."""
-    weights, bias = fit(reads)
-    cut = choose_threshold(reads, weights, bias)
+    weights, bias, cut = fit_with_cut(reads)
     path = model_dir / "manifest.json"
     manifest = json.loads(path.read_text())
     from service.reader import CALIBRATION_FEATURES

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from eval.gold import GoldQuestion
 from service.encoding import WindowEncoder, load_tokenizer
-from training.calibrate import Read, calibrate, choose_threshold, collect, fit, scores_at
-from training.export import FP32, INT8, export
+from training.calibrate import Read, calibrate, collect, fit_with_cut, scores_at
+from training.export import FP32, INT8, export, sha1
 from training.gold import gold_examples
 from training.model import encoder_path
 from training.synthetic import Example
@@ -68,13 +68,6 @@ def _digest(examples: Sequence[Example]) -> str:
     for ex in examples:
         digest.update(ex.to_json().encode() + b"\n")
     return digest.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
-    except OSError:
-        return "missing"
 
 
 def _fine_tune(examples: Sequence[Example], name: str, init: Path, run: Path, recipe: Recipe,
@@ -127,7 +120,7 @@ def finetune(init: Path, sets: Sequence[DevSet], offsets: dict, work: Path, out:
         f"{sum(map(len, by_question.values()))} windows, {folds} folds")
     assist = FeatureReader(sets[0].pipeline.nlp)
     # Runs are kept per starting point, so a new synthetic stage never resumes old folds.
-    work = work / _file_digest(init)[:12]
+    work = work / sha1(init)[:12]
     reads: dict[str, list[Read]] = {INT8: [], FP32: []}
     for fold in range(folds):
         examples = [ex for qid, exs in by_question.items() if fold_of(qid, folds) != fold
@@ -144,8 +137,7 @@ def finetune(init: Path, sets: Sequence[DevSet], offsets: dict, work: Path, out:
     run = work / "all"
     weights = _fine_tune(everything, "dev questions", init, run, recipe, log)
     export(weights, out, [r for r in (stage1, run) if r is not None], recipe.max_len)
-    fp32_weights, fp32_bias = fit(reads[FP32])
-    fp32_cut = choose_threshold(reads[FP32], fp32_weights, fp32_bias)
+    fp32_weights, fp32_bias, fp32_cut = fit_with_cut(reads[FP32])
     manifest = calibrate(out, reads[INT8], extra={
         "folds": folds,
         "dev_fp32": scores_at(reads[FP32], fp32_weights, fp32_bias, fp32_cut),
