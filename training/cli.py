@@ -161,7 +161,7 @@ def export_cmd(weights, runs, out) -> None:
               default=Path("service/reader_model"), show_default=True)
 @click.option("--folds", type=click.IntRange(2, 10), default=3, show_default=True)
 @click.option("--epochs", type=click.FloatRange(min=0.01), default=2.0, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=1e-7, max=1.0), default=5e-5, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=1e-7, max=1.0), default=1e-4, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
 @click.option("--device", default="auto", show_default=True,
               help="auto (a GPU when there is one), cpu or cuda.")

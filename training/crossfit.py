@@ -49,7 +49,7 @@ class Recipe:
     """How each fine-tune runs (the same for the folds and the shipped model)."""
 
     epochs: float = 2.0
-    lr: float = 5e-5
+    lr: float = 1e-4
     batch_size: int = 32
     seed: int = 0
     max_len: int = 128
