@@ -158,8 +158,11 @@ def bbc_client(indexer, tmp_path_factory):
         shutil.copy(root / f"{name}.txt", corpus / f"{name.replace('/', '-')}.txt")
     index = tmp_path_factory.mktemp("bbc-index")
     build(corpus, index, indexer)
-    qa = QAPipeline(Settings(index=index), indexer=indexer)
-    with TestClient(app=create_app(Settings(index=index), pipeline=qa), timeout=60) as c:
+    # These conversations test how follow-ups are resolved, over the reader that answers
+    # each turn; the neural reader abstains on two of them (README "The reader").
+    settings = Settings(index=index, reader="feature")
+    qa = QAPipeline(settings, indexer=indexer)
+    with TestClient(app=create_app(settings, pipeline=qa), timeout=60) as c:
         yield c
 
 
@@ -205,13 +208,29 @@ _TIME_WORDS = re.compile(
     r"|month|months|year|years|morning|afternoon|evening|night)\b", re.IGNORECASE)
 
 
+@pytest.fixture(scope="module")
+def feature_client(indexer, built_index):
+    settings = Settings(index=built_index, reader="feature")
+    with TestClient(app=create_app(settings, pipeline=QAPipeline(settings, indexer=indexer)),
+                    timeout=60) as c:
+        yield c
+
+
+# Questions the default (neural) reader abstains on (README "The reader").
+NEURAL_ABSTAINS = {"When did Sergei Shoigu first visit North Korea?"}
+
+
+@pytest.mark.parametrize("reader", ["default", "feature"])
 @pytest.mark.parametrize("messages", [
     ["When did Kim Jong Un first visit North Korea?"],
     ["When did Sergei Shoigu first visit North Korea?"],
     ["When did he first visit North Korea?"],
     ["Who arrived in North Korea to meet Kim Jong Un?", "When did he first visit North Korea?"],
 ], ids=lambda m: " / ".join(m))
-def test_a_when_question_lists_and_disputes_only_dates(client, messages):
+def test_a_when_question_lists_and_disputes_only_dates(request, reader, messages):
+    client = request.getfixturevalue("client" if reader == "default" else "feature_client")
+    if reader == "default" and Settings().reader == "neural" and messages[-1] in NEURAL_ABSTAINS:
+        request.applymarker(pytest.mark.xfail(reason="the neural reader abstains on it"))
     conversation = _conversation(*messages) if len(messages) == 2 else \
         [{"role": "user", "content": messages[0]}]
     body = client.post("/chat", json={"messages": conversation}).json()
