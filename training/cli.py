@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from service.cli import _fail, friendly_errors, main
+from training.recipe import DEFAULT_RECIPE, FOLDS, Recipe
 
 
 @main.group("reader")
@@ -159,16 +160,19 @@ def export_cmd(weights, runs, out) -> None:
               help="Directory for the fold runs and the final run (resumable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("service/reader_model"), show_default=True)
-@click.option("--folds", type=click.IntRange(2, 10), default=3, show_default=True)
-@click.option("--epochs", type=click.FloatRange(min=0.01), default=2.0, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=1e-7, max=1.0), default=1e-4, show_default=True)
-@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
-@click.option("--device", default="auto", show_default=True,
+@click.option("--folds", type=click.IntRange(2, 10), default=FOLDS, show_default=True)
+@click.option("--epochs", type=click.FloatRange(min=0.01), default=DEFAULT_RECIPE.epochs,
+              show_default=True)
+@click.option("--lr", type=click.FloatRange(min=1e-7, max=1.0), default=DEFAULT_RECIPE.lr,
+              show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=DEFAULT_RECIPE.threads,
+              show_default=True)
+@click.option("--device", default=DEFAULT_RECIPE.device, show_default=True,
               help="auto (a GPU when there is one), cpu or cuda.")
 @friendly_errors
 def finetune_cmd(init, sets, offsets, work, out, folds, epochs, lr, threads, device) -> None:
     """Fine-tune on dev questions and fit the confidence out of fold, then export."""
-    from training.crossfit import DevSet, Recipe, finetune
+    from training.crossfit import DevSet, finetune
     from training.gold import read_offsets
 
     dev_sets = []

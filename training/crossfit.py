@@ -29,10 +29,9 @@ from training.calibrate import Read, calibrate, collect, fit_with_cut, scores_at
 from training.export import FP32, INT8, export, sha1
 from training.gold import gold_examples
 from training.model import encoder_path
+from training.recipe import DEFAULT_RECIPE, FOLDS, Recipe
 from training.synthetic import Example
 from training.train import WEIGHTS, TrainConfig, train
-
-FOLDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +41,6 @@ class DevSet:
     name: str
     questions: Sequence[GoldQuestion]
     pipeline: object
-
-
-@dataclass(frozen=True, slots=True)
-class Recipe:
-    """How each fine-tune runs (the same for the folds and the shipped model)."""
-
-    epochs: float = 2.0
-    lr: float = 1e-4
-    batch_size: int = 32
-    seed: int = 0
-    max_len: int = 128
-    device: str = "auto"
-    threads: int = 2
 
 
 def fold_of(question_id: str, folds: int) -> int:
@@ -104,7 +90,7 @@ def _save_reads(path: Path, reads: dict[str, list[Read]]) -> None:
 
 
 def finetune(init: Path, sets: Sequence[DevSet], offsets: dict, work: Path, out: Path,
-             stage1: Path | None = None, folds: int = FOLDS, recipe: Recipe = Recipe(),
+             stage1: Path | None = None, folds: int = FOLDS, recipe: Recipe = DEFAULT_RECIPE,
              log: Callable[[str], None] = print) -> dict:
     """Cross-fit the fine-tune and calibration, then write the shipped model into `out`
     (ONNX, tokenizer, manifest with calibration, cut and out-of-fold dev scores).
